@@ -1,0 +1,3 @@
+"""Models: the StreamDiT velocity network, its attention layers, text encoders and configurations."""
+from streamdit_jax.models.config import MODEL_CONFIGS, ModelConfig, TextEncoderConfig, get_model_config
+from streamdit_jax.models.dit import StreamDiT, forward_flops

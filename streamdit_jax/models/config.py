@@ -1,0 +1,112 @@
+"""Model configurations: frozen dataclasses at the library boundary (experiments convert ConfigDicts into these)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEncoderConfig:
+    """Built-in byte-level transformer text encoder (trainable; nothing downloaded)."""
+
+    width: int = 64
+    depth: int = 2
+    num_heads: int = 2
+    max_len: int = 64  # bytes incl. BOS; longer prompts are truncated
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """StreamDiT hyper-parameters (Sec. 4.1; values the paper does not give are ours, see WORKSPACE.md).
+
+    ``window`` is the 3D attention window [Fw, Hw, Ww] in TOKENS (after patchify); 0 on an axis means the whole axis.
+    ``depth`` counts blocks; blocks run as (unshifted, shifted) pairs, so depth must be even.
+    """
+
+    latent_channels: int = 4
+    patch: tuple[int, int, int] = (1, 2, 2)
+    width: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    window: tuple[int, int, int] = (0, 0, 0)
+    time_freq_dim: int = 256
+    rope_theta: float = 10000.0
+    text: TextEncoderConfig = TextEncoderConfig()
+    dtype: str = "float32"  # compute dtype: float32 | bfloat16
+    param_dtype: str = "float32"
+    remat: bool = False
+    attention_impl: Optional[str] = None  # None (XLA) | "cudnn" (GPU flash attention)
+
+    def __post_init__(self):
+        if self.depth < 2 or self.depth % 2:
+            raise ValueError(f"depth={self.depth} must be an even number >= 2 (blocks run as unshifted/shifted pairs)")
+        if self.width % self.num_heads:
+            raise ValueError(f"width={self.width} is not divisible by num_heads={self.num_heads}")
+        if self.head_dim % 2 or self.head_dim < 6:
+            raise ValueError(f"head_dim={self.head_dim} must be even and >= 6 for 3D RoPE")
+        if self.patch[0] != 1:
+            raise ValueError(f"patch={self.patch}: the temporal patch must be 1 so that every latent frame keeps its "
+                             f"own noise level tau (per-frame conditioning, Sec. 4.1)")
+        if self.dtype not in ("float32", "bfloat16") or self.param_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype={self.dtype!r}, param_dtype={self.param_dtype!r}: valid are float32, bfloat16")
+        if self.attention_impl not in (None, "xla", "cudnn"):
+            raise ValueError(f"attention_impl={self.attention_impl!r}: valid are None, 'xla', 'cudnn'")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch[0] * self.patch[1] * self.patch[2] * self.latent_channels
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    @property
+    def params_dtype(self):
+        return jnp.dtype(self.param_dtype)
+
+    def token_grid(self, latent_shape) -> tuple[int, int, int]:
+        """[F, H, W] token grid for a latent of shape [F, H, W, C] (or [F, H, W])."""
+        f, h, w = latent_shape[:3]
+        pt, ph, pw = self.patch
+        if f % pt or h % ph or w % pw:
+            raise ValueError(f"latent [F,H,W]={list(latent_shape[:3])} is not divisible by patch={self.patch}")
+        return f // pt, h // ph, w // pw
+
+    def resolved_window(self, grid) -> tuple[int, int, int]:
+        """The window on a concrete token grid (0 -> whole axis), validated to tile the grid."""
+        win = tuple(g if w in (0, None) else w for w, g in zip(self.window, grid))
+        bad = [(w, g) for w, g in zip(win, grid) if g % w]
+        if bad:
+            raise ValueError(f"window {self.window} does not tile the token grid {tuple(grid)}: "
+                             f"each window size must divide its grid size (0 = whole axis)")
+        return win
+
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+
+MODEL_CONFIGS = {
+    # unit tests: a few thousand parameters, compiles in seconds
+    "tiny": ModelConfig(latent_channels=4, width=48, depth=2, num_heads=4, window=(4, 2, 2),
+                        time_freq_dim=32, text=TextEncoderConfig(width=32, depth=1, num_heads=2, max_len=48)),
+    # CPU demos on the shapes world: 16 frames of 16x16x12 latents -> 16x8x8 tokens
+    "small": ModelConfig(latent_channels=12, width=256, depth=8, num_heads=4, window=(8, 8, 8),
+                         time_freq_dim=128, text=TextEncoderConfig(width=128, depth=2, num_heads=2, max_len=64)),
+    # the paper's scale: ~4.0B parameters at a [16, 64, 64] x 8 latent (tokens [16, 32, 32])
+    "streamdit_4b": ModelConfig(latent_channels=8, width=3072, depth=20, num_heads=24, window=(0, 16, 16),
+                                time_freq_dim=256, text=TextEncoderConfig(width=1024, depth=4, num_heads=8, max_len=128),
+                                dtype="bfloat16", remat=True),
+}
+
+
+def get_model_config(name: str, **overrides) -> ModelConfig:
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"model config {name!r} is unknown; valid: {sorted(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[name].replace(**overrides) if overrides else MODEL_CONFIGS[name]

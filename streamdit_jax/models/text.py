@@ -1,0 +1,84 @@
+"""Text encoders behind one interface.
+
+The paper runs frozen UL2, ByT5 and MetaCLIP encoders, only when the prompt changes (Sec. 5). No such weights can be
+had offline here, so the default is a small byte-level transformer (ByT5-like input, trained jointly with the DiT).
+Any encoder that provides ``tokenize`` and ``__call__`` below can replace it.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from streamdit_jax.models.attention import CrossAttention, dense, sharded_init
+from streamdit_jax.models.config import TextEncoderConfig
+
+PAD, BOS = 0, 1
+BYTE_OFFSET = 2  # byte b -> token b + 2
+VOCAB_SIZE = 256 + BYTE_OFFSET
+
+
+class TextEncoder(Protocol):
+    """tokenize(prompts) -> int32 [n, max_len] (host side); __call__(tokens) -> (embeddings [n, L, D], mask [n, L])."""
+
+    max_len: int
+    width: int
+
+    def tokenize(self, prompts: Sequence[str]) -> np.ndarray: ...
+
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]: ...
+
+
+def tokenize_bytes(prompts: Sequence[str], max_len: int) -> np.ndarray:
+    """UTF-8 bytes with a BOS token, truncated/padded to max_len. The empty prompt "" (the CFG null prompt) is BOS."""
+    if isinstance(prompts, str):
+        raise TypeError("tokenize_bytes expects a sequence of prompts, not a single string")
+    out = np.full((len(prompts), max_len), PAD, np.int32)
+    for i, p in enumerate(prompts):
+        ids = [BOS] + [b + BYTE_OFFSET for b in p.encode("utf-8")][: max_len - 1]
+        out[i, : len(ids)] = ids
+    return out
+
+
+class _EncoderLayer(nnx.Module):
+    def __init__(self, cfg: TextEncoderConfig, *, rngs, dtype, param_dtype):
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.norm1 = nnx.LayerNorm(cfg.width, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.attn = CrossAttention(cfg.width, cfg.width, cfg.num_heads, kv_names=("text_embed", "heads"), **kw)
+        self.norm2 = nnx.LayerNorm(cfg.width, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.fc1 = dense(cfg.width, 4 * cfg.width, ("text_embed", "mlp"), **kw)
+        self.fc2 = dense(4 * cfg.width, cfg.width, ("mlp", "text_embed"), **kw)
+
+    def __call__(self, x, mask):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, mask)
+        return x + self.fc2(jax.nn.gelu(self.fc1(self.norm2(x))))
+
+
+class ByteTextEncoder(nnx.Module):
+    """Byte-level transformer encoder (bidirectional, learned positions), trainable with the DiT."""
+
+    def __init__(self, cfg: TextEncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.max_len, self.width = cfg.max_len, cfg.width
+        self.embed = nnx.Embed(VOCAB_SIZE, cfg.width, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
+                               embedding_init=sharded_init(nnx.initializers.normal(0.02), ("vocab", "text_embed")))
+        self.pos = nnx.Param(sharded_init(nnx.initializers.normal(0.02), ("length", "text_embed"))(
+            rngs.params(), (cfg.max_len, cfg.width), param_dtype))
+        self.layers = nnx.List([_EncoderLayer(cfg, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+                                for _ in range(cfg.depth)])
+        self.norm = nnx.LayerNorm(cfg.width, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+
+    def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
+        return tokenize_bytes(prompts, self.max_len)
+
+    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if tokens.shape[-1] != self.max_len:
+            raise ValueError(f"tokens have length {tokens.shape[-1]}, this encoder expects max_len={self.max_len}")
+        mask = (tokens != PAD).astype(jnp.int32)
+        x = self.embed(tokens) + self.pos[...].astype(self.embed.embedding.dtype)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.norm(x), mask

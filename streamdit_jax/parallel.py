@@ -1,0 +1,149 @@
+"""One mesh for everything: build it from config, map logical axis names to mesh axes, constrain activations.
+
+Parameters carry LOGICAL axis names (``embed``, ``mlp``, ``heads``, ``layers``, ...) as flax partitioning metadata;
+``LOGICAL_RULES`` maps them to mesh axes (``data``, ``fsdp``, ``tensor``). The train step, the distill step and the
+buffer step all use the same mesh and rules; a single GPU is a 1-device mesh running the same code.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axis (or tuple of axes, or None = replicated). First match wins.
+LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("text_embed", None),
+    ("patch", None),
+    ("freq", None),
+    ("vocab", None),
+    ("layers", None),
+    ("embed_act", None),
+    ("length", None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Mesh shape as (axis name, size) pairs; one size may be -1 (all remaining devices)."""
+
+    axes: tuple[tuple[str, int], ...] = (("data", -1), ("fsdp", 1), ("tensor", 1))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int]) -> "MeshConfig":
+        return cls(tuple((k, int(v)) for k, v in d.items()))
+
+    def resolve(self, num_devices: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        names = tuple(n for n, _ in self.axes)
+        sizes = [s for _, s in self.axes]
+        unknown = [n for n in names if n not in MESH_AXES]
+        if unknown:
+            raise ValueError(f"mesh axes {unknown} are unknown; valid axes: {MESH_AXES}")
+        if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+            raise ValueError(f"mesh {dict(self.axes)}: sizes must be positive, with at most one -1")
+        fixed = math.prod(s for s in sizes if s != -1)
+        if -1 in sizes:
+            if num_devices % fixed:
+                raise ValueError(f"mesh {dict(self.axes)} cannot fill {num_devices} devices "
+                                 f"({num_devices} is not divisible by {fixed})")
+            sizes[sizes.index(-1)] = num_devices // fixed
+        if math.prod(sizes) != num_devices:
+            raise ValueError(f"mesh {dict(self.axes)} needs {math.prod(sizes)} devices but {num_devices} are given")
+        return names, tuple(sizes)
+
+
+def make_mesh(config: MeshConfig = MeshConfig(), devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Builds the mesh with Auto axes (GSPMD propagation, which flax's logical-name flow expects)."""
+    devices = list(jax.devices() if devices is None else devices)
+    names, sizes = config.resolve(len(devices))
+    return jax.make_mesh(sizes, names, axis_types=(AxisType.Auto,) * len(names), devices=devices)
+
+
+def logical_to_mesh(names: Sequence[str | None], rules=LOGICAL_RULES, mesh: Mesh | None = None,
+                    shape: Sequence[int] | None = None) -> P:
+    """Maps logical axis names to a mesh PartitionSpec.
+
+    Mesh axes missing from ``mesh`` or already used by an earlier dimension are dropped; with ``shape`` given, so are
+    axes whose size does not divide that dimension (the array stays replicated along them instead of padded).
+    """
+    rule = dict(rules)
+    used: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        target = rule.get(name) if name is not None else None
+        axes = (target,) if isinstance(target, str) else tuple(target or ())
+        kept = []
+        for ax in axes:
+            if ax in used or (mesh is not None and ax not in mesh.shape):
+                continue
+            if shape is not None and mesh is not None:
+                if shape[i] % (mesh.shape[ax] * math.prod(mesh.shape[a] for a in kept)):
+                    continue
+            kept.append(ax)
+        used.update(kept)
+        out.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+    return P(*out)
+
+
+def state_shardings(abstract_state, mesh: Mesh, rules=LOGICAL_RULES):
+    """NamedShardings for every leaf of an (abstract) nnx State, from the variables' logical-name metadata."""
+
+    def one(var):
+        names = var.get_metadata().get("out_sharding") if isinstance(var, nnx.Variable) else None
+        value = var.get_value() if isinstance(var, nnx.Variable) else var
+        shape = getattr(value, "shape", ())
+        spec = logical_to_mesh(names, rules, mesh, shape) if names else P()
+        sharding = NamedSharding(mesh, spec)
+        return var.replace(sharding) if isinstance(var, nnx.Variable) else sharding
+
+    return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+_ACTIVE_RULES: contextvars.ContextVar = contextvars.ContextVar("streamdit_rules", default=None)
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh, rules=LOGICAL_RULES):
+    """Enters ``mesh`` (jax.set_mesh) and makes ``rules`` the ones ``constrain`` uses while tracing."""
+    token = _ACTIVE_RULES.set((mesh, tuple(rules)))
+    try:
+        with jax.set_mesh(mesh):
+            yield mesh
+    finally:
+        _ACTIVE_RULES.reset(token)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Sharding constraint on an activation by logical names; a no-op outside ``activate`` or on one device."""
+    active = _ACTIVE_RULES.get()
+    if active is None:
+        return x
+    mesh, rules = active
+    if mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_mesh(names, rules, mesh, x.shape)))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, ndim: int, rules=LOGICAL_RULES, shape=None) -> NamedSharding:
+    """Sharding of an activation/batch array whose leading axis is the batch."""
+    return NamedSharding(mesh, logical_to_mesh(("batch",) + (None,) * (ndim - 1), rules, mesh, shape))
+
+
+def num_params(state) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
