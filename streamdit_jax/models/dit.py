@@ -3,7 +3,7 @@
 Data flow of ``StreamDiT.__call__`` (latents [b, F, H, W, C], per-frame tau [b, F], text embeddings [b, L, Dt]):
 patchify (1 x ph x pw) -> tokens [b, F, H', W', D]; tau -> one embedding per frame [b, F, D] (broadcast over that
 frame's tokens) -> every block's adaLN shift/scale/gate; blocks as (unshifted, shifted) window-attention pairs, stacked
-with nnx.vmap and run with nnx.scan; modulated final layer; unpatchify -> velocity [b, F, H, W, C] (Eq. 5-6's u).
+with nnx.vmap and run with jax.lax.scan; modulated final layer; unpatchify -> velocity [b, F, H, W, C] (Eq. 5-6's u).
 """
 from __future__ import annotations
 
@@ -153,14 +153,16 @@ class StreamDiT(nnx.Module):
         temb = self.time_embed(tau)  # [b, F, D]
         text = text.astype(cfg.compute_dtype)
 
-        def body(h, pair, temb, text, text_mask, rope):
-            return pair(h, temb, text, text_mask, rope)
+        # A plain lax.scan over the stacked pair states (split/merge) rather than nnx.scan: it nests inside other
+        # jax transforms (the buffer step's scan over micro steps, distillation) without NNX trace-level checks.
+        pair_def, pair_states = nnx.split(self.blocks)
+
+        def body(h, pair_state):
+            return nnx.merge(pair_def, pair_state)(h, temb, text, text_mask, rope), None
 
         if cfg.remat:
-            body = nnx.remat(body)
-        scan = nnx.scan(body, in_axes=(nnx.Carry, 0, None, None, None, None), out_axes=nnx.Carry,
-                        transform_metadata={nnx.PARTITION_NAME: "layers"})
-        h = scan(h, self.blocks, temb, text, text_mask, rope)
+            body = jax.checkpoint(body, prevent_cse=False)
+        h, _ = jax.lax.scan(body, h, pair_states)
         return self.unpatchify(self.final(h, temb)).astype(jnp.float32)
 
 

@@ -1,0 +1,135 @@
+"""StreamDiT model: window attention, per-frame conditioning, sharding, parameter count."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from helpers import randomize, tiny_model
+from streamdit_jax import parallel
+from streamdit_jax.models import StreamDiT, get_model_config
+from streamdit_jax.models.attention import WindowSelfAttention, apply_rope, rope_3d
+from streamdit_jax.models.dit import DiTBlock, TimeEmbedding
+
+GRID = (4, 4, 4)
+WIDTH, HEADS = 32, 4
+
+
+def attention_layer(window, shifted, seed=0):
+    return randomize(WindowSelfAttention(WIDTH, HEADS, window, shifted=shifted, rngs=nnx.Rngs(seed)), seed)
+
+
+def tokens(seed=1):
+    return jax.random.normal(jax.random.key(seed), (2,) + GRID + (WIDTH,))
+
+
+def rope():
+    return tuple(jnp.asarray(t) for t in rope_3d(GRID, WIDTH // HEADS))
+
+
+def reference_full_attention(layer, x, rope):
+    """Plain softmax attention over all tokens, written independently of the windowing code."""
+    heads = lambda t: t.reshape(t.shape[:-1] + (HEADS, WIDTH // HEADS))
+    q = apply_rope(layer.q_norm(heads(layer.q(x))), *rope).reshape(2, -1, HEADS, WIDTH // HEADS)
+    k = apply_rope(layer.k_norm(heads(layer.k(x))), *rope).reshape(2, -1, HEADS, WIDTH // HEADS)
+    v = heads(layer.v(x)).reshape(2, -1, HEADS, WIDTH // HEADS)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(WIDTH // HEADS)
+    o = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+    return layer.out(o.reshape(2, *GRID, WIDTH))
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+@pytest.mark.parametrize("window", [(0, 0, 0), GRID])
+def test_window_attention_equals_full_attention_when_the_window_is_the_grid(window, shifted):
+    layer, x = attention_layer(window, shifted), tokens()
+    np.testing.assert_allclose(layer(x, rope()), reference_full_attention(layer, x, rope()), atol=1e-4, rtol=1e-4)
+
+
+def test_unshifted_window_attention_is_local_to_its_window():
+    layer, x = attention_layer((2, 2, 2), shifted=False), tokens()
+    y0 = layer(x, rope())
+    y1 = layer(x.at[:, 3, 3, 3].add(5.0), rope())  # a token of the last window
+    changed = np.abs(np.asarray(y1 - y0)).max(axis=(0, -1)) > 1e-6  # [F, H, W]
+    expected = np.zeros(GRID, bool)
+    expected[2:, 2:, 2:] = True  # exactly the window holding the perturbed token
+    np.testing.assert_array_equal(changed, expected)
+
+
+def test_shifted_windows_differ_from_unshifted_and_wrap_cyclically():
+    plain, shifted = attention_layer((2, 2, 2), False), attention_layer((2, 2, 2), True)
+    x = tokens()
+    assert np.abs(np.asarray(plain(x, rope()) - shifted(x, rope()))).max() > 1e-3
+    # shifted by one token per axis with wrap-around, the window of token (3,3,3) also holds token (0,0,0)
+    y0, y1 = shifted(x, rope()), shifted(x.at[:, 3, 3, 3].add(5.0), rope())
+    changed = np.abs(np.asarray(y1 - y0)).max(axis=(0, -1)) > 1e-6
+    assert changed[0, 0, 0] and changed[3, 3, 3] and not changed[1, 1, 1]
+
+
+def test_changing_one_frames_tau_changes_only_that_frames_modulation():
+    cfg = get_model_config("tiny")
+    time_embed = randomize(TimeEmbedding(cfg, rngs=nnx.Rngs(0)))
+    block = randomize(DiTBlock(cfg, shifted=False, rngs=nnx.Rngs(1)))  # random adaLN weights (not zero-init)
+    tau = jnp.linspace(0.1, 0.9, 8)[None]
+    m0 = block.modulation(time_embed(tau))
+    m1 = block.modulation(time_embed(tau.at[0, 5].set(0.33)))
+    diff = np.abs(np.asarray(m1 - m0)).max(axis=(0, 2, 3))  # per frame
+    assert diff[5] > 1e-3
+    assert np.all(np.delete(diff, 5) == 0)
+
+
+def test_model_forward_has_latent_shape_and_rejects_bad_shapes():
+    model = tiny_model()
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 8, 4))
+    text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle", ""])))
+    v = model(x, jnp.full((2, 8), 0.5), text, mask)
+    assert v.shape == x.shape and np.all(np.isfinite(np.asarray(v)))
+    with pytest.raises(ValueError, match="tau must be per frame"):
+        model(x, jnp.full((2, 7), 0.5), text, mask)
+    with pytest.raises(ValueError, match="does not tile the token grid"):
+        model(x[:, :6], jnp.full((2, 6), 0.5), text, mask)  # window 4 frames, grid 6 frames
+
+
+def test_text_encoder_distinguishes_prompts_and_masks_padding():
+    model = tiny_model()
+    tok = model.tokenize(["a red circle moving left", "a blue square moving up", ""])
+    assert tok[2, 0] == 1 and np.all(tok[2, 1:] == 0)  # the null prompt is BOS only
+    emb, mask = model.encode_text(jnp.asarray(tok))
+    assert np.asarray(mask).sum(1).tolist() == [25, 24, 1]
+    assert np.abs(np.asarray(emb[0] - emb[1])).max() > 1e-3
+
+
+def test_model_sharded_on_a_2x2x2_mesh_matches_one_device():
+    model = tiny_model(seed=3)
+    graphdef, state = nnx.split(model)
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 8, 4))
+    tau = jax.random.uniform(jax.random.key(1), (4, 8))
+    tokens_ = jnp.asarray(model.tokenize(["a", "bb", "ccc", ""]))
+
+    def forward(state, x, tau, tokens_):
+        m = nnx.merge(graphdef, state)
+        return m(x, tau, *m.encode_text(tokens_))
+
+    single = np.asarray(jax.jit(forward)(state, x, tau, tokens_))
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("tensor", 2))))
+    with parallel.activate(mesh):
+        shardings = parallel.state_shardings(state, mesh)
+        sharded_state = jax.device_put(state, shardings)
+        xs = jax.device_put(x, parallel.batch_sharding(mesh, 5))
+        out = jax.jit(forward)(sharded_state, xs, tau, tokens_)
+    np.testing.assert_allclose(np.asarray(out), single, atol=2e-4, rtol=2e-4)
+    # the parameters really are split per the rules: MLP kernels over fsdp x tensor, attention over heads
+    fc1 = sharded_state["blocks"]["plain"]["fc1"]["kernel"][...]
+    assert fc1.sharding.spec == P(None, "fsdp", "tensor")
+    assert fc1.addressable_shards[0].data.shape == (1, 48 // 2, 192 // 2)
+    q = sharded_state["blocks"]["shifted"]["attn"]["q"]["kernel"][...]
+    assert q.sharding.spec == P(None, "fsdp", "tensor")
+    assert out.sharding.spec[0] == ("data", "fsdp")
+
+
+def test_4b_config_has_4_billion_parameters_by_eval_shape():
+    abstract = nnx.eval_shape(lambda: StreamDiT(get_model_config("streamdit_4b"), rngs=nnx.Rngs(0)))
+    n = parallel.num_params(nnx.state(abstract, nnx.Param))
+    assert 3.7e9 <= n <= 4.3e9, n
+    grid = get_model_config("streamdit_4b").token_grid((16, 64, 64, 8))
+    assert grid == (16, 32, 32)
