@@ -1,0 +1,1 @@
+"""Entry points (absl) and their configs. Run as modules: python -m experiments.<name>."""

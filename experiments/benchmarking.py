@@ -1,0 +1,90 @@
+"""Shared pieces of the benchmark scripts: machine description, matmul peak, timing, BENCHMARKS.md rows."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_revision() -> str:
+    """Short HEAD revision (+ -dirty); STREAMDIT_GIT_REVISION overrides it where no .git travels (device runs)."""
+    if os.environ.get("STREAMDIT_GIT_REVISION"):
+        return os.environ["STREAMDIT_GIT_REVISION"]
+    try:
+        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True).strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "streamdit_jax", "experiments"],
+                               cwd=REPO).returncode != 0
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> str:
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        model = platform.processor() or "cpu"
+        try:
+            with open("/proc/cpuinfo") as f:
+                model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        return f"CPU {model}, {os.cpu_count()} cores, jax {jax.__version__}"
+    return f"{jax.device_count()}x {dev.device_kind}, jax {jax.__version__}"
+
+
+def block(x):
+    return jax.tree.map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, x)
+
+
+def time_calls(fn: Callable[[], object], iters: int, warmup: int = 2) -> np.ndarray:
+    """Seconds per call of ``fn`` (each call waited for), after ``warmup`` untimed calls (compilation)."""
+    for _ in range(warmup):
+        block(fn())
+    out = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        block(fn())
+        out.append(time.perf_counter() - t)
+    return np.asarray(out)
+
+
+def matmul_peak(n: int | None = None, dtype=None, iters: int = 5) -> tuple[float, str]:
+    """Achieved FLOP/s of a square jitted matmul on the default device: the practical ceiling we compare against."""
+    gpu = jax.devices()[0].platform != "cpu"
+    n = n or (8192 if gpu else 4096)
+    dtype = dtype or (jnp.bfloat16 if gpu else jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(lambda a, b: a @ b)
+    t = np.median(time_calls(lambda: f(a, b), iters))
+    return 2.0 * n ** 3 / t, f"{n}x{n} {jnp.dtype(dtype).name} matmul"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def append_benchmark(path: str, title: str, table: str, notes: str = "") -> None:
+    """Appends a dated section with command, machine and git revision to BENCHMARKS.md."""
+    command = "python -m " + " ".join([sys.argv[0].replace(REPO + "/", "").replace("/", ".").removesuffix(".py")]
+                                      + sys.argv[1:])
+    text = (f"\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+            f"- git revision: {git_revision()}\n\n{table}\n")
+    if notes:
+        text += f"\n{notes}\n"
+    with open(path, "a") as f:
+        f.write(text)

@@ -1,0 +1,29 @@
+"""Creating a StreamDiT directly sharded on a mesh (jitted init with out_shardings: no host copy of the weights)."""
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from streamdit_jax import parallel
+from streamdit_jax.models.config import ModelConfig
+from streamdit_jax.models.dit import StreamDiT
+
+
+def abstract_model(cfg: ModelConfig):
+    """(graphdef, abstract state) without allocating anything (jax.eval_shape)."""
+    return nnx.split(nnx.eval_shape(lambda: StreamDiT(cfg, rngs=nnx.Rngs(0))))
+
+
+def create_model(cfg: ModelConfig, seed: int = 0, mesh=None, rules=parallel.LOGICAL_RULES):
+    """Returns (graphdef, state) with the state initialised on device, sharded per the logical rules on ``mesh``
+    (a 1-device mesh of the default device when None)."""
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1]) if mesh is None else mesh
+    graphdef, abstract = abstract_model(cfg)
+    shardings = parallel.state_shardings(abstract, mesh, rules)
+
+    def init():
+        return nnx.split(StreamDiT(cfg, rngs=nnx.Rngs(seed)))[1]
+
+    with parallel.activate(mesh, rules):
+        state = jax.jit(init, out_shardings=shardings)()
+    return graphdef, state
