@@ -1,0 +1,33 @@
+# Fresh machine: `make demo` (create .venv, install, run the demo) and `make test` (create .venv with test extras,
+# run the suite). Both need only Python 3.11 (or newer) and pip.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# JAX's persistent compilation cache: the second run of the suite skips most XLA compilation.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
+
+.PHONY: demo test benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m experiments.demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 -q tests
+
+benchmark: $(VENV)/.installed
+	$(BIN)/python -m experiments.benchmark_buffer_step --configs=tiny,small
+
+clean:
+	rm -rf $(VENV) .jax_cache build *.egg-info demo_out
