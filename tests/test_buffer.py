@@ -131,3 +131,11 @@ def test_guidance_combines_both_branches_of_one_batched_call():
     table = micro_step_table(partition)
     expected = u * (table.tau_next[-1, :2] - table.tau_now[0, :2])  # the chunk's total dtau over the s steps
     np.testing.assert_allclose(np.asarray(chunk).ravel(), expected, rtol=1e-5)
+
+
+def test_buffer_step_rejects_a_buffer_of_the_wrong_length():
+    partition = Partition.from_buffer(16, 2, 1)
+    step = make_buffer_step(oracle_denoise, partition, donate=False)
+    state = BufferState(jnp.zeros((1, 12) + FRAME), jnp.zeros(12), jnp.zeros((), jnp.int32), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"buffer length 12 does not match .*B = K \+ N\*c = 16"):
+        step({"target": jnp.zeros((64,) + FRAME)}, state, jnp.zeros((1, 1)))

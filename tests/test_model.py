@@ -133,3 +133,19 @@ def test_4b_config_has_4_billion_parameters_by_eval_shape():
     assert 3.7e9 <= n <= 4.3e9, n
     grid = get_model_config("streamdit_4b").token_grid((16, 64, 64, 8))
     assert grid == (16, 32, 32)
+
+
+def test_remat_changes_neither_outputs_nor_gradients():
+    plain, remat = tiny_model(seed=5), tiny_model(seed=5, remat=True)
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 4))
+    tau = jnp.full((1, 8), 0.3)
+    text, mask = plain.encode_text(jnp.asarray(plain.tokenize(["a green square"])))
+
+    def loss(model):
+        return jnp.mean(model(x, tau, text, mask) ** 2)
+
+    l0, g0 = nnx.value_and_grad(loss)(plain)
+    l1, g1 = nnx.value_and_grad(loss)(remat)
+    np.testing.assert_allclose(float(l0), float(l1), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
