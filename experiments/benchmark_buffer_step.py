@@ -22,6 +22,7 @@ from streamdit_jax.models import forward_flops, get_model_config
 from streamdit_jax.models.factory import create_model
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, model_denoise_fn
+from streamdit_jax.flow import gaussian_noise
 
 # latent [F, H, W] per config at a 16-frame buffer (channels come from the model config)
 DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
@@ -56,7 +57,7 @@ def bench_config(name: str, peak: float):
     cond = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))(params, tokens)
     null = jax.tree.map(jnp.zeros_like, cond) if FLAGS.guidance else None
     step = make_buffer_step(model_denoise_fn(graphdef), partition)
-    state = BufferState(jax.random.normal(jax.random.key(0), latent, jnp.float32),
+    state = BufferState(gaussian_noise(jax.random.key(0), latent, jnp.float32),
                         jnp.asarray(partition.progress(0), jnp.float32), jnp.zeros((), jnp.int32), jax.random.key(1))
     t0 = time.perf_counter()
     state, chunk = benchmarking.block(step(params, state, cond, null, jnp.float32(3.0)))

@@ -8,6 +8,9 @@ Conventions (see ../shared/STREAMDIT.md section 1-2):
 """
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
 
 SIGMA_MIN = 1e-5  # not given by the paper; MovieGen's value (STREAMDIT.md section 1).
@@ -63,3 +66,12 @@ def oracle_velocity(x_tau: jnp.ndarray, tau: jnp.ndarray, x1: jnp.ndarray, sigma
     t = _per_frame(tau, x_tau)
     x0 = (x_tau - t * x1) / (1.0 - (1.0 - sigma_min) * t)
     return x1 - (1.0 - sigma_min) * x0
+
+
+def gaussian_noise(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """X0 ~ N(0, 1) of ``shape``, drawn flat and reshaped.
+
+    With partitionable threefry (jax's default), XLA:CPU took ~26 s to compile ``jax.random.normal`` of a 5-D latent
+    shape and 0.3 s for the same number of values drawn flat (jax 0.10.2); the distribution is the same.
+    """
+    return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)

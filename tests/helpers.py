@@ -4,6 +4,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from streamdit_jax.models import StreamDiT, get_model_config
+from streamdit_jax.flow import gaussian_noise
 
 
 def randomize(model: nnx.Module, seed: int = 0, scale: float = 0.2) -> nnx.Module:
@@ -11,7 +12,7 @@ def randomize(model: nnx.Module, seed: int = 0, scale: float = 0.2) -> nnx.Modul
     graphdef, state = nnx.split(model)
     leaves, treedef = jax.tree.flatten(state)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [x + scale * jax.random.normal(k, x.shape, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    leaves = [x + scale * gaussian_noise(k, x.shape, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
               for x, k in zip(leaves, keys)]
     return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
 

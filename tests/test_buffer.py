@@ -9,6 +9,7 @@ from helpers import tiny_model
 from streamdit_jax import flow
 from streamdit_jax.partition import NoiseSchedule, Partition, micro_step_table
 from streamdit_jax.sampling.buffer import (BufferState, make_buffer_step, make_stream_start, model_denoise_fn)
+from streamdit_jax.flow import gaussian_noise
 
 FRAME = (3, 2, 2)  # H, W, C of the oracle's latent frames
 
@@ -36,14 +37,14 @@ def stream_oracle(partition, schedule, target, num_frames, seed=0):
 def test_oracle_stream_reproduces_the_target_video_in_order(K, c, s):
     partition = Partition.from_buffer(K + 16, c, s, K)
     num_frames = 3 * partition.B + c
-    target = jax.random.normal(jax.random.key(42), (num_frames + partition.B,) + FRAME)
+    target = gaussian_noise(jax.random.key(42), (num_frames + partition.B,) + FRAME)
     frames = stream_oracle(partition, NoiseSchedule(), target, num_frames)
     np.testing.assert_allclose(frames[:num_frames], np.asarray(target[:num_frames]), atol=2e-4, rtol=1e-4)
 
 
 def test_oracle_stream_is_exact_under_a_nonlinear_schedule():
     partition = Partition.from_buffer(16, 4, 2)
-    target = jax.random.normal(jax.random.key(7), (80,) + FRAME)
+    target = gaussian_noise(jax.random.key(7), (80,) + FRAME)
     frames = stream_oracle(partition, NoiseSchedule("shift", 3.0), target, 60)
     np.testing.assert_allclose(frames[:60], np.asarray(target[:60]), atol=2e-4, rtol=1e-4)
 
@@ -51,7 +52,7 @@ def test_oracle_stream_is_exact_under_a_nonlinear_schedule():
 def test_a_stream_with_the_wrong_oracle_target_does_not_reproduce_it():
     """Guards the oracle test itself: a velocity field towards other frames gives other frames."""
     partition = Partition.from_buffer(16, 2, 1)
-    target = jax.random.normal(jax.random.key(42), (80,) + FRAME)
+    target = gaussian_noise(jax.random.key(42), (80,) + FRAME)
     shifted = jnp.roll(target, 1, axis=0)  # the field aims one frame off
     frames = stream_oracle(partition, NoiseSchedule(), shifted, 48)
     assert np.abs(frames[1:48] - np.asarray(target[1:48])).max() > 0.5
@@ -61,7 +62,7 @@ def _model_setup(partition, batch=1, seed=0, **overrides):
     model = tiny_model(seed, **overrides)
     graphdef, params = nnx.split(model)
     text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle moving left"] * batch)))
-    x = jax.random.normal(jax.random.key(seed), (batch, partition.B, 8, 8, 4))
+    x = gaussian_noise(jax.random.key(seed), (batch, partition.B, 8, 8, 4))
     state = BufferState(x, jnp.asarray(partition.progress(0), jnp.float32), jnp.zeros((), jnp.int32),
                         jax.random.key(seed + 1))
     return model, graphdef, params, (text, mask), state
@@ -76,7 +77,7 @@ def test_scanned_buffer_step_equals_an_unrolled_loop_of_micro_steps():
         tau = jnp.broadcast_to(table.tau_now[m], x.shape[:2])
         x = flow.euler_step(x, model(x, tau, *cond), jnp.broadcast_to(table.tau_next[m] - table.tau_now[m], x.shape[:2]))
     _, noise_rng = jax.random.split(state.rng)
-    noise = jax.random.normal(noise_rng, (1, 2, 8, 8, 4))
+    noise = gaussian_noise(noise_rng, (1, 2, 8, 8, 4))
     expected_buffer = jnp.concatenate([x[:, 2:], noise], axis=1)
 
     step = make_buffer_step(model_denoise_fn(graphdef), partition, NoiseSchedule("power", 1.5), donate=False)

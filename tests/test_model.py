@@ -11,6 +11,7 @@ from streamdit_jax import parallel
 from streamdit_jax.models import StreamDiT, get_model_config
 from streamdit_jax.models.attention import WindowSelfAttention, apply_rope, rope_3d
 from streamdit_jax.models.dit import DiTBlock, TimeEmbedding
+from streamdit_jax.flow import gaussian_noise
 
 GRID = (4, 4, 4)
 WIDTH, HEADS = 32, 4
@@ -21,7 +22,7 @@ def attention_layer(window, shifted, seed=0):
 
 
 def tokens(seed=1):
-    return jax.random.normal(jax.random.key(seed), (2,) + GRID + (WIDTH,))
+    return gaussian_noise(jax.random.key(seed), (2,) + GRID + (WIDTH,))
 
 
 def rope():
@@ -80,7 +81,7 @@ def test_changing_one_frames_tau_changes_only_that_frames_modulation():
 
 def test_model_forward_has_latent_shape_and_rejects_bad_shapes():
     model = tiny_model()
-    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 8, 4))
+    x = gaussian_noise(jax.random.key(0), (2, 8, 8, 8, 4))
     text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle", ""])))
     v = model(x, jnp.full((2, 8), 0.5), text, mask)
     assert v.shape == x.shape and np.all(np.isfinite(np.asarray(v)))
@@ -102,7 +103,7 @@ def test_text_encoder_distinguishes_prompts_and_masks_padding():
 def test_model_sharded_on_a_2x2x2_mesh_matches_one_device():
     model = tiny_model(seed=3)
     graphdef, state = nnx.split(model)
-    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 8, 4))
+    x = gaussian_noise(jax.random.key(0), (4, 8, 8, 8, 4))
     tau = jax.random.uniform(jax.random.key(1), (4, 8))
     tokens_ = jnp.asarray(model.tokenize(["a", "bb", "ccc", ""]))
 
@@ -137,7 +138,7 @@ def test_4b_config_has_4_billion_parameters_by_eval_shape():
 
 def test_remat_changes_neither_outputs_nor_gradients():
     plain, remat = tiny_model(seed=5), tiny_model(seed=5, remat=True)
-    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 4))
+    x = gaussian_noise(jax.random.key(0), (1, 8, 8, 8, 4))
     tau = jnp.full((1, 8), 0.3)
     text, mask = plain.encode_text(jnp.asarray(plain.tokenize(["a green square"])))
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from streamdit_jax.flow import euler_step
+from streamdit_jax.flow import euler_step, gaussian_noise
 from streamdit_jax.partition import MicroStepTable, NoiseSchedule, Partition, micro_step_table
 
 DenoiseFn = Callable[[Any, jax.Array, jax.Array, Any, jax.Array], jax.Array]
@@ -77,7 +77,7 @@ def buffer_step(params, state: BufferState, cond, null_cond=None, guidance_scale
     chunk = x[:, K:K + c]
     references = jnp.concatenate([x[:, :K], chunk], axis=1)[:, c:] if K else x[:, :0]
     rng, noise_rng = jax.random.split(state.rng)
-    noise = jax.random.normal(noise_rng, (x.shape[0], c) + x.shape[2:], x.dtype)
+    noise = gaussian_noise(noise_rng, (x.shape[0], c) + x.shape[2:], x.dtype)
     latents = jnp.concatenate([references, x[:, K + c:], noise], axis=1)
     new_state = BufferState(latents, jnp.asarray(partition.progress(0), jnp.float32), state.step + 1, rng)
     return new_state, chunk
@@ -135,7 +135,7 @@ def make_stream_start(denoise_fn: DenoiseFn, partition: Partition, schedule: Noi
     def start(params, rng, like, cond, null_cond=None, guidance_scale=1.0):
         partition.check_buffer_len(like.shape[1])
         rng, noise_rng = jax.random.split(rng)
-        noise = jax.random.normal(noise_rng, like.shape, like.dtype)
+        noise = gaussian_noise(noise_rng, like.shape, like.dtype)
         traj = t2v_trajectory(denoise_fn, params, noise, cond, null_cond, guidance_scale,
                               steps=partition.T, schedule=schedule)
         latents = fill_from_trajectory(traj, partition)

@@ -1,0 +1,133 @@
+"""Training configuration as frozen dataclasses (the library boundary; experiments convert ConfigDicts with from_dict)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from streamdit_jax.models.config import ModelConfig, TextEncoderConfig, get_model_config
+from streamdit_jax.parallel import MeshConfig
+from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay, global-norm gradient clipping."""
+
+    learning_rate: float = 3e-4
+    warmup_steps: int = 100
+    end_lr_factor: float = 0.1  # the cosine ends at learning_rate * end_lr_factor
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.99
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which TFDS dataset to train on and, for the built-in shapes world, how to build it."""
+
+    name: str = "shapes_world"  # shapes_world | video_folder
+    data_dir: str = ""  # '' -> WORKDIR/data
+    video_dir: str = ""  # video_folder only: folder of .mp4 + captions.jsonl
+    frame_size: int = 32
+    clip_len: int = 64
+    num_clips: int = 512
+    num_val_clips: int = 16
+    two_object_prob: float = 0.0
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    mesh: MeshConfig = MeshConfig()
+    buffer_len: int = 16  # B latent frames per example
+    reference_frames: int = 0  # K
+    chunk_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    chunk_probs: Optional[tuple[float, ...]] = None
+    schedule: NoiseSchedule = NoiseSchedule()
+    text_dropout: float = 0.1
+    ema_decay: float = 0.999
+    autoencoder_factor: int = 2  # patch autoencoder: frames HxWx3 -> latents H/f x W/f x 3f^2
+    batch_size: int = 8  # global
+    total_steps: int = 1000
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    async_checkpoint: bool = True
+    sample_every: int = 500  # 0 = never
+    sample_steps: int = 16  # T of the uniform T2V used for the sample GIF
+
+    def __post_init__(self):
+        self.mix()  # validates chunk sizes against B - K
+        if not 0 <= self.text_dropout < 1:
+            raise ValueError(f"text_dropout={self.text_dropout} must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.batch_size < 1 or self.total_steps < 0:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1 and total_steps={self.total_steps} >= 0")
+        if self.data.clip_len < self.buffer_len:
+            raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
+        expected = 3 * self.autoencoder_factor ** 2
+        if self.model.latent_channels != expected:
+            raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the patch "
+                             f"autoencoder (3 * factor^2 = {expected} for autoencoder_factor={self.autoencoder_factor})")
+
+    def mix(self) -> ChunkSizeMix:
+        return ChunkSizeMix(self.buffer_len, tuple(self.chunk_sizes),
+                            None if self.chunk_probs is None else tuple(self.chunk_probs), self.reference_frames)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON-able) that from_dict reads back to an equal config."""
+        d = dataclasses.asdict(self)
+        d["mesh"] = dict(self.mesh.axes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Builds the config from a nested mapping; ``model.name`` picks a base model config to override.
+
+        Unknown keys raise ValueError naming them (absl's lock_config catches them earlier on the command line)."""
+        d = dict(d)
+        model = dict(d.pop("model", {}))
+        base = get_model_config(model.pop("name")) if "name" in model else ModelConfig()
+        if "text" in model:
+            model["text"] = _build(TextEncoderConfig, dict(model["text"]), "model.text")
+        for key in ("patch", "window"):
+            if key in model:
+                model[key] = tuple(model[key])
+        kw = {"model": _replace(base, model, "model")}
+        if "optim" in d:
+            kw["optim"] = _build(OptimConfig, dict(d.pop("optim")), "optim")
+        if "data" in d:
+            kw["data"] = _build(DataConfig, dict(d.pop("data")), "data")
+        if "mesh" in d:
+            mesh = d.pop("mesh")
+            kw["mesh"] = MeshConfig(tuple((k, int(v)) for k, v in dict(mesh).items())) if mesh else MeshConfig()
+        if "schedule" in d:
+            kw["schedule"] = _build(NoiseSchedule, dict(d.pop("schedule")), "schedule")
+        for key in ("chunk_sizes", "chunk_probs"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        kw.update(d)
+        return _build(cls, kw, "config")
+
+
+def _check_keys(cls, d, where):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {where} keys {unknown}; valid keys: {sorted(names)}")
+
+
+def _build(cls, d, where):
+    _check_keys(cls, d, where)
+    return cls(**d)
+
+
+def _replace(obj, d, where):
+    _check_keys(type(obj), d, where)
+    return dataclasses.replace(obj, **d)

@@ -1,0 +1,176 @@
+"""The training loop around the pure train step: data, resume, checkpoints, metrics, progress, preemption, NaN guard.
+
+- resumes automatically from the latest checkpoint in WORKDIR (state, data-iterator state; the model config must
+  match the saved one, other settings such as total_steps may change);
+- SIGTERM -> checkpoint and return normally (exit 0 in the entry point);
+- a non-finite loss or gradient leaves the state unchanged in the step; the loop stops with ``NonFiniteError`` at the
+  next log point, keeping the last good checkpoint;
+- host 0: tqdm progress with steps/s and ETA, metrics.jsonl, TensorBoard event files (tensorboardX), sample GIFs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from typing import Callable, Iterator, Optional
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from streamdit_jax import parallel
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.training import sampling_preview, steps
+from streamdit_jax.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when the loss or the gradients stop being finite."""
+
+
+class ConfigMismatchError(ValueError):
+    """Raised when WORKDIR holds a checkpoint of a different model."""
+
+
+class MetricsWriter:
+    """metrics.jsonl (flushed every write) + TensorBoard event files; host 0 only."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        from tensorboardX import SummaryWriter  # no TensorFlow needed
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self.jsonl.flush()
+        for k, v in metrics.items():
+            self.tb.add_scalar(k, float(v), step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def summarize(window: list[dict], chunk_sizes) -> dict:
+    """Means over the steps since the last log; per-chunk-size losses from their sums and counts."""
+    host = jax.device_get(window)
+    out = {k: float(np.mean([m[k] for m in host])) for k in ("loss", "grad_norm", "learning_rate")}
+    out["finite"] = float(min(m["finite"] for m in host))
+    for c in chunk_sizes:
+        n = sum(m[f"loss_c{c}_count"] for m in host)
+        if n:
+            out[f"loss_c{c}"] = float(sum(m[f"loss_c{c}_sum"] for m in host) / n)
+    return out
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between steps (only installable from the main thread)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        log.warning("SIGTERM received: saving a checkpoint and stopping")
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_resumable(saved: dict, cfg: TrainConfig) -> None:
+    """The saved model config must equal the current one; other differences are logged."""
+    current = cfg.to_dict()
+    if saved.get("model") != json.loads(json.dumps(current["model"])):
+        diff = sorted(k for k in current["model"] if saved.get("model", {}).get(k) != current["model"][k])
+        raise ConfigMismatchError(f"the checkpoint's model config differs from the current one in {diff}; "
+                                  f"use a new --workdir or the saved config")
+    changed = sorted(k for k in current if k != "model" and saved.get(k) != json.loads(json.dumps(current[k])))
+    if changed:
+        log.info("resuming with changed settings: %s", changed)
+
+
+def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfig, str], Iterator],
+          *, stop_after: Optional[int] = None, show_progress: bool = True) -> steps.TrainState:
+    """Trains to ``cfg.total_steps`` (or ``stop_after`` steps in this call, for tests), resuming from WORKDIR.
+
+    ``data_iterator_fn(cfg, workdir)`` returns this process's iterator of numpy batches with grain-style
+    ``get_state()``/``set_state()``.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    host0 = jax.process_index() == 0
+    mesh = parallel.make_mesh(cfg.mesh)
+    log.info("process %d of %d, %d local / %d global devices, mesh %s", jax.process_index(), jax.process_count(),
+             jax.local_device_count(), jax.device_count(), dict(mesh.shape))
+    if cfg.batch_size % jax.process_count():
+        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {jax.process_count()} processes")
+    ckpt = Checkpointer(workdir, max_to_keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
+    data = data_iterator_fn(cfg, workdir)
+    if ckpt.latest_step() is not None:
+        check_resumable(ckpt.read_config(), cfg)
+        graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
+        state, _, data_state = ckpt.restore(target)
+        if data_state:
+            data.set_state(data_state)
+        log.info("resumed from step %d in %s", int(state.step), ckpt.directory)
+    else:
+        graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
+    step = int(state.step)
+    writer = MetricsWriter(workdir, enabled=host0)
+    preview = sampling_preview.Preview(cfg, graphdef, mesh) if host0 and cfg.sample_every else None
+    preempt = _Preemption()
+    train_step, batch_sharding = None, None
+    bar = tqdm(total=cfg.total_steps, initial=step, disable=not (host0 and show_progress), unit="step",
+               dynamic_ncols=True, desc="train")
+    window: list[dict] = []
+    end = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
+    try:
+        with parallel.activate(mesh):
+            while step < end and not preempt.requested:
+                local = next(data)
+                if train_step is None:  # built on the first batch: shapes come from the data
+                    batch_sharding = steps.batch_shardings(mesh, local)
+                    train_step = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding)
+                batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v) for k, v in local.items()}
+                state, metrics = train_step(state, batch)
+                window.append(metrics)
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == end:
+                    summary = summarize(window, cfg.chunk_sizes)
+                    window = []
+                    writer.write(step, summary)
+                    bar.set_postfix(loss=f"{summary['loss']:.4f}")
+                    if summary["finite"] < 1:
+                        raise NonFiniteError(
+                            f"non-finite loss or gradients before step {step} (loss={summary['loss']}, "
+                            f"grad_norm={summary['grad_norm']}); parameters were not updated by those steps and "
+                            f"the last good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+                if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                    ckpt.save(step, state, cfg.to_dict(), data.get_state())
+                if preview is not None and (step % cfg.sample_every == 0 or step == cfg.total_steps):
+                    path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"))
+                    log.info("wrote %s", path)
+            if preempt.requested or step == end:
+                if ckpt.latest_step() != step:
+                    ckpt.save(step, state, cfg.to_dict(), data.get_state(), force=True)
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+        preempt.restore()
+    return state

@@ -1,0 +1,53 @@
+"""Sample GIFs during training: a short stream from the EMA parameters through the real streaming path."""
+from __future__ import annotations
+
+import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from streamdit_jax.models.autoencoder import PatchAutoencoder
+from streamdit_jax.models.text import tokenize_bytes
+from streamdit_jax.partition import Partition
+from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
+from streamdit_jax.training.config import TrainConfig
+
+PREVIEW_PROMPTS = ("a red circle moving right", "a blue square moving up")
+
+
+class Preview:
+    """Streams 2 buffer lengths for each preview prompt (stream start + macro steps), side by side in one GIF."""
+
+    def __init__(self, cfg: TrainConfig, graphdef, mesh, prompts=PREVIEW_PROMPTS):
+        chunk = 2 if 2 in cfg.chunk_sizes else max(cfg.chunk_sizes)
+        partition = Partition.from_buffer(cfg.buffer_len, chunk, 1, cfg.reference_frames)
+        partition = Partition(partition.K, partition.N, partition.c, max(1, cfg.sample_steps // partition.N))
+        self.cfg, self.graphdef, self.partition, self.prompts = cfg, graphdef, partition, list(prompts)
+        self.autoencoder = PatchAutoencoder(cfg.autoencoder_factor)
+        denoise = model_denoise_fn(graphdef)
+        self.start = make_stream_start(denoise, partition, cfg.schedule)
+        self.step = make_buffer_step(denoise, partition, cfg.schedule, donate=False)
+        self.encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
+        self.tokens = jnp.asarray(tokenize_bytes(self.prompts, cfg.model.text.max_len))
+
+    def frames(self, params, seed: int = 0) -> np.ndarray:
+        """uint8 [prompts, frames, H, W, 3]."""
+        size = self.cfg.data.frame_size
+        like = jnp.zeros((len(self.prompts), self.partition.B) + self.autoencoder.latent_shape(
+            (1, size, size, 3))[1:], jnp.float32)
+        cond = self.encode(params, self.tokens)
+        state, first = self.start(params, jax.random.PRNGKey(seed), like, cond)
+        chunks = [first]
+        for _ in range(2 * self.partition.B // self.partition.c):
+            state, chunk = self.step(params, state, cond)
+            chunks.append(chunk)
+        video = self.autoencoder.decode(jnp.concatenate(chunks, axis=1))
+        return np.asarray(jnp.clip((video + 1.0) * 127.5, 0, 255).round().astype(jnp.uint8))
+
+    def write_gif(self, params, path: str) -> str:
+        video = self.frames(params)
+        tiled = np.concatenate(list(video), axis=2)  # prompts side by side
+        iio.imwrite(path, tiled, duration=125, loop=0)
+        return path
+

@@ -1,0 +1,147 @@
+"""Pure training steps (no I/O): buffered flow matching with mixed chunk sizes (Eq. 5, Eq. 8, Sec. 3.2).
+
+The state is a pytree of plain dicts and arrays (``TrainState``); the model's graphdef stays outside and is merged
+inside the step (``nnx.merge``), so the step is one ``jax.jit`` with in/out shardings and donation on the mesh.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from streamdit_jax import flow, parallel
+from streamdit_jax.models.autoencoder import PatchAutoencoder
+from streamdit_jax.models.dit import StreamDiT
+from streamdit_jax.models.factory import abstract_model
+from streamdit_jax.models.text import BOS, PAD
+from streamdit_jax.partition import mixed_chunk_tau
+from streamdit_jax.training.config import OptimConfig, TrainConfig
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 []
+    params: Any  # pure dict of parameters
+    opt_state: Any
+    ema_params: Any  # exponential moving average of params (used for sampling and evaluation)
+    rng: jax.Array  # uint32 [2] raw key (checkpointable)
+
+
+def lr_schedule(optim: OptimConfig, total_steps: int) -> optax.Schedule:
+    """Linear warm-up to ``learning_rate``, then cosine decay to ``learning_rate * end_lr_factor``."""
+    return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, max(optim.warmup_steps, 1),
+                                              max(total_steps, optim.warmup_steps + 1),
+                                              end_value=optim.learning_rate * optim.end_lr_factor)
+
+
+def make_optimizer(optim: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+    """AdamW + warm-up/cosine schedule + global-norm clipping; no weight decay on vectors (biases, norms)."""
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    return optax.chain(optax.clip_by_global_norm(optim.grad_clip),
+                       optax.adamw(lr_schedule(optim, total_steps), b1=optim.b1, b2=optim.b2,
+                                   weight_decay=optim.weight_decay, mask=decay_mask))
+
+
+def init_train_state(params, tx: optax.GradientTransformation, seed: int) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=jax.tree.map(jnp.copy, params), rng=jax.random.PRNGKey(seed))
+
+
+def frames_to_latents(frames_uint8: jax.Array, autoencoder: PatchAutoencoder) -> jax.Array:
+    """uint8 frames [b, T, H, W, 3] -> latents in [-1, 1] scale [b, T, h, w, C]."""
+    return autoencoder.encode(frames_uint8.astype(jnp.float32) / 127.5 - 1.0)
+
+
+def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
+    """Replaces each example's prompt by the null prompt "" (BOS only) with probability ``rate`` (CFG training)."""
+    null = jnp.full_like(tokens, PAD).at[:, 0].set(BOS)
+    drop = jax.random.bernoulli(rng, rate, (tokens.shape[0], 1))
+    return jnp.where(drop, null, tokens)
+
+
+def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig):
+    """Eq. 5 loss of one batch: per-example chunk size c ~ mix, per-chunk tau (Eq. 8), one X0 per buffer,
+    velocity target (Eq. 3), reference frames masked out. Returns (mean loss, aux)."""
+    mix = cfg.mix()
+    tau_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
+    tau, chunk = mixed_chunk_tau(tau_rng, mix, latents.shape[0], cfg.schedule)
+    x0 = flow.gaussian_noise(noise_rng, latents.shape, latents.dtype)
+    x_tau = flow.interpolate(latents, x0, tau)
+    target = flow.velocity_target(latents, x0)
+    model = nnx.merge(graphdef, params)
+    text, text_mask = model.encode_text(drop_text(drop_rng, tokens, cfg.text_dropout))
+    v = model(x_tau, tau, text, text_mask)
+    per_example = flow.flow_matching_loss(v, target, mix.frame_mask())
+    return jnp.mean(per_example), (per_example, chunk)
+
+
+def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
+    """One optimizer step. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
+    loop can stop with the last good parameters."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
+    latents = parallel.constrain(latents, ("batch", None, None, None, None))
+    (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
+        state.params, graphdef, latents, batch["tokens"], rng, cfg)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = jax.tree.map(lambda e, p: cfg.ema_decay * e + (1.0 - cfg.ema_decay) * p, state.ema_params, params)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updated = TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, rng=state.rng)
+    new_state = jax.lax.cond(finite, lambda: updated, lambda: state)  # one branch, not a select per leaf
+    metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite.astype(jnp.float32),
+               "learning_rate": lr_schedule(cfg.optim, cfg.total_steps)(state.step)}
+    for c in cfg.chunk_sizes:  # loss per chunk size: how each partition of the mix is learned
+        sel = (chunk == c).astype(jnp.float32)
+        metrics[f"loss_c{c}_sum"], metrics[f"loss_c{c}_count"] = jnp.sum(per_example * sel), jnp.sum(sel)
+    return new_state, metrics
+
+
+def train_state_shardings(abstract_state: TrainState, param_shardings, mesh, tx):
+    """Shardings of the whole train state: params and EMA per the logical rules, optimizer moments like their
+    parameters, scalars replicated."""
+    rep = parallel.replicated(mesh)
+    opt = optax.tree_map_params(tx, lambda _, s: s, abstract_state.opt_state, param_shardings,
+                                transform_non_params=lambda _: rep)
+    return TrainState(step=rep, params=param_shardings, opt_state=opt, ema_params=param_shardings, rng=rep)
+
+
+def batch_shardings(mesh, batch_like: dict) -> dict:
+    return {k: parallel.batch_sharding(mesh, v.ndim, shape=v.shape) for k, v in batch_like.items()}
+
+
+def make_train_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_sharding):
+    """``train_step`` jitted once with in/out shardings and the state donated."""
+    fn = functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg)
+    return jax.jit(fn, in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
+                   donate_argnums=(0,))
+
+
+def create_train_state(cfg: TrainConfig, mesh):
+    """Model + optimizer state initialised directly sharded on ``mesh``: (graphdef, tx, state, state_shardings)."""
+    graphdef, tx, _, shardings = abstract_train_state(cfg, mesh)
+
+    def init():
+        params = nnx.to_pure_dict(nnx.split(StreamDiT(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
+        return init_train_state(params, tx, cfg.seed)
+
+    with parallel.activate(mesh):
+        state = jax.jit(init, out_shardings=shardings)()
+    return graphdef, tx, state, shardings
+
+
+def abstract_train_state(cfg: TrainConfig, mesh):
+    """(graphdef, tx, abstract state with the CURRENT mesh's shardings, shardings): a restore target, no allocation."""
+    graphdef, abstract = abstract_model(cfg.model)
+    param_shardings = nnx.to_pure_dict(parallel.state_shardings(abstract, mesh))
+    tx = make_optimizer(cfg.optim, cfg.total_steps)
+    shapes = jax.eval_shape(lambda p: init_train_state(p, tx, cfg.seed), nnx.to_pure_dict(abstract))
+    shardings = train_state_shardings(shapes, param_shardings, mesh, tx)
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings)
+    return graphdef, tx, target, shardings

@@ -1,0 +1,132 @@
+"""Train step: learning, sharding equivalence, checkpoints across meshes, config validation."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from streamdit_jax import parallel
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.models import get_model_config
+from streamdit_jax.training import steps
+from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**kw):
+    base = dict(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
+                optim=OptimConfig(learning_rate=3e-3, warmup_steps=1), data=DataConfig(frame_size=16, clip_len=16),
+                buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=8, total_steps=20, text_dropout=0.1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def fixed_batch(batch=8, seed=0):
+    """Frames with structure (a bright square per example) and byte-level prompts."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((batch, 8, 16, 16, 3), 20, np.uint8)
+    for b in range(batch):
+        x, y = rng.integers(0, 8, 2)
+        for t in range(8):
+            frames[b, t, y:y + 6, (x + t) % 10:(x + t) % 10 + 6] = (230, 40, 40) if b % 2 else (40, 40, 230)
+    tokens = np.zeros((batch, 48), np.int32)
+    tokens[:, 0] = 1
+    tokens[:, 1:5] = rng.integers(2, 200, (batch, 4))
+    return {"frames": frames, "tokens": tokens}
+
+
+def one_device_mesh():
+    return parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+
+
+def mesh_222():
+    return parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("tensor", 2))))
+
+
+def run_steps(cfg, mesh, batch, n):
+    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
+    bs = steps.batch_shardings(mesh, batch)
+    step = steps.make_train_step(cfg, graphdef, tx, shardings, bs)
+    metrics = []
+    with parallel.activate(mesh):
+        gbatch = jax.device_put(batch, bs)
+        for _ in range(n):
+            state, m = step(state, gbatch)
+            metrics.append(jax.device_get(m))
+    return graphdef, state, metrics
+
+
+def eval_loss(cfg, graphdef, params, batch, seed=123):
+    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), steps.PatchAutoencoder(cfg.autoencoder_factor))
+    no_drop = cfg.__class__(**{**cfg.__dict__, "text_dropout": 0.0})
+    loss, _ = steps.buffered_fm_loss(params, graphdef, latents, jnp.asarray(batch["tokens"]),
+                                     jax.random.PRNGKey(seed), no_drop)
+    return float(loss)
+
+
+def test_twenty_train_steps_on_a_fixed_batch_reduce_the_loss():
+    cfg, batch = tiny_config(), fixed_batch()
+    graphdef, state0, _ = run_steps(cfg, one_device_mesh(), batch, 0)
+    before = eval_loss(cfg, graphdef, jax.device_get(state0.params), batch)
+    graphdef, state, metrics = run_steps(cfg, one_device_mesh(), batch, 20)
+    after = eval_loss(cfg, graphdef, jax.device_get(state.params), batch)
+    assert int(state.step) == 20 and all(m["finite"] == 1 for m in metrics)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters():
+    cfg, batch = tiny_config(), fixed_batch()
+    _, single, m1 = run_steps(cfg, one_device_mesh(), batch, 3)
+    _, sharded, m8 = run_steps(cfg, mesh_222(), batch, 3)
+    np.testing.assert_allclose([m["loss"] for m in m8], [m["loss"] for m in m1], rtol=2e-4)
+    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
+    fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
+    assert fc1.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
+    assert fc1.addressable_shards[0].data.shape[1:] == (fc1.shape[1] // 2, fc1.shape[2] // 2)
+    mu = sharded.opt_state[1][0].mu["blocks"]["plain"]["fc1"]["kernel"]  # Adam moments sharded like the params
+    assert mu.sharding.spec == fc1.sharding.spec
+
+
+@pytest.mark.parametrize("target_mesh", ["one_device", "2x2"])
+def test_a_checkpoint_saved_on_8_devices_restores_on_other_meshes(tmp_path, target_mesh):
+    cfg, batch = tiny_config(), fixed_batch()
+    _, state, _ = run_steps(cfg, mesh_222(), batch, 2)
+    ck = Checkpointer(str(tmp_path), async_save=True)
+    ck.save(2, state, cfg.to_dict(), {"position": 7})
+    ck.wait()
+    mesh = one_device_mesh() if target_mesh == "one_device" else parallel.make_mesh(
+        parallel.MeshConfig((("fsdp", 2), ("tensor", 2))), jax.devices()[:4])
+    _, _, target, _ = steps.abstract_train_state(cfg, mesh)
+    restored, config, data_state = ck.restore(target)
+    ck.close()
+    assert data_state == {"position": 7} and TrainConfig.from_dict(config) == cfg
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert a.sharding.mesh.devices.size == mesh.devices.size
+    fc1 = restored.params["blocks"]["plain"]["fc1"]["kernel"]
+    assert len(fc1.sharding.device_set) == mesh.devices.size
+
+
+def test_unknown_config_keys_and_bad_chunk_sets_raise_errors_naming_them():
+    d = tiny_config().to_dict()
+    with pytest.raises(ValueError, match="bogus_key"):
+        TrainConfig.from_dict({**d, "bogus_key": 1})
+    with pytest.raises(ValueError, match="learning_rat"):
+        TrainConfig.from_dict({**d, "optim": {"learning_rat": 1.0}})
+    with pytest.raises(ValueError, match=r"chunk sizes \[3\]"):
+        TrainConfig.from_dict({**d, "chunk_sizes": (1, 3)})
+
+
+def test_train_cli_rejects_unknown_override_and_bad_chunk_set_with_named_errors(tmp_path):
+    base = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
+            f"--workdir={tmp_path}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run(base + ["--config.bogus_key=1"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "bogus_key" in r.stderr
+    r = subprocess.run(base + ["--config.chunk_sizes=(1,3)"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "chunk sizes [3]" in r.stderr
