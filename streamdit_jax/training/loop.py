@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Callable, Iterator, Optional
 
 import jax
@@ -105,8 +106,10 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfig, str], Iterator],
-          *, stop_after: Optional[int] = None, show_progress: bool = True) -> steps.TrainState:
-    """Trains to ``cfg.total_steps`` (or ``stop_after`` steps in this call, for tests), resuming from WORKDIR.
+          *, stop_after: Optional[int] = None, time_limit_s: Optional[float] = None,
+          show_progress: bool = True) -> steps.TrainState:
+    """Trains to ``cfg.total_steps`` (or ``stop_after`` steps / ``time_limit_s`` seconds in this call), resuming
+    from WORKDIR. Stopping early for any reason (limit, SIGTERM) writes a checkpoint first.
 
     ``data_iterator_fn(cfg, workdir)`` returns this process's iterator of numpy batches with grain-style
     ``get_state()``/``set_state()``.
@@ -137,10 +140,12 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     bar = tqdm(total=cfg.total_steps, initial=step, disable=not (host0 and show_progress), unit="step",
                dynamic_ncols=True, desc="train")
     window: list[dict] = []
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+    window_start = time.monotonic()
     end = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
     try:
         with parallel.activate(mesh):
-            while step < end and not preempt.requested:
+            while step < end and not preempt.requested and (deadline is None or time.monotonic() < deadline):
                 local = next(data)
                 if train_step is None:  # built on the first batch: shapes come from the data
                     batch_sharding = steps.batch_shardings(mesh, local)
@@ -152,7 +157,8 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == end:
                     summary = summarize(window, cfg.chunk_sizes)
-                    window = []
+                    summary["steps_per_sec"] = len(window) / (time.monotonic() - window_start)
+                    window, window_start = [], time.monotonic()
                     writer.write(step, summary)
                     bar.set_postfix(loss=f"{summary['loss']:.4f}")
                     if summary["finite"] < 1:
@@ -165,9 +171,10 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 if preview is not None and (step % cfg.sample_every == 0 or step == cfg.total_steps):
                     path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"))
                     log.info("wrote %s", path)
-            if preempt.requested or step == end:
-                if ckpt.latest_step() != step:
-                    ckpt.save(step, state, cfg.to_dict(), data.get_state(), force=True)
+            if window:  # stopped between log points (time limit or SIGTERM)
+                writer.write(step, summarize(window, cfg.chunk_sizes))
+            if ckpt.latest_step() != step:
+                ckpt.save(step, state, cfg.to_dict(), data.get_state(), force=True)
     finally:
         bar.close()
         ckpt.close()
