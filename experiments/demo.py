@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from experiments import benchmarking
 from streamdit_jax import flow
+from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.models import get_model_config
 from streamdit_jax.models.factory import create_model
 from streamdit_jax.partition import NoiseSchedule, Partition
@@ -46,10 +47,6 @@ def moving_square_video(num_frames: int, size: int = 32, square: int = 8) -> np.
     return video
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    return np.clip((frames + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
-
-
 def oracle_stream(num_frames: int, out_dir: str) -> list:
     partition, schedule = Partition.from_buffer(16, 2, 4), NoiseSchedule()
     target = jnp.asarray(moving_square_video(num_frames + partition.B))
@@ -70,7 +67,7 @@ def oracle_stream(num_frames: int, out_dir: str) -> list:
     seconds = time.perf_counter() - t0
     frames = np.concatenate(chunks)[:num_frames]
     err = float(np.abs(frames - np.asarray(target[:num_frames])).max())
-    video = to_uint8(frames)
+    video = float_to_frames(frames)
     os.makedirs(out_dir, exist_ok=True)
     iio.imwrite(os.path.join(out_dir, "oracle_stream.gif"), video, duration=100, loop=0)
     iio.imwrite(os.path.join(out_dir, "oracle_stream.mp4"), video, fps=10, extension=".mp4")

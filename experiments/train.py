@@ -4,7 +4,8 @@ r"""Train StreamDiT with buffered flow matching and mixed chunk sizes (Sec. 3-4)
 
 Builds the dataset into DIR/data if missing (shapes world) and resumes automatically from DIR. SIGTERM saves a
 checkpoint and exits 0. Non-finite loss/gradients stop the run (exit 1) with the last good checkpoint kept.
-Multi-host: pass --distributed (or set STREAMDIT_DISTRIBUTED=1) to call jax.distributed.initialize().
+Multi-host: pass --distributed (or set STREAMDIT_DISTRIBUTED=1) to call jax.distributed.initialize() (explicitly from
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set, else auto-detected: TPU, Slurm).
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import logging
 import os
 import sys
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from streamdit_jax import parallel
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
@@ -37,7 +38,7 @@ def main(argv):
     del argv
     logging.getLogger().setLevel(logging.INFO)
     if FLAGS.distributed:
-        jax.distributed.initialize()
+        parallel.initialize_distributed()
     try:
         cfg = TrainConfig.from_dict(FLAGS.config.to_dict())
     except ValueError as e:

@@ -147,3 +147,26 @@ def batch_sharding(mesh: Mesh, ndim: int, rules=LOGICAL_RULES, shape=None) -> Na
 
 def num_params(state) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
+
+
+def initialize_distributed() -> None:
+    """``jax.distributed.initialize`` for multi-process runs; call only when asked (flag or environment).
+
+    Explicit settings come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID when set (any platform,
+    CPU included: then gloo collectives); otherwise jax auto-detects the cluster (Cloud TPU, Slurm, ...).
+    """
+    import logging
+    import os
+
+    env = {k: os.environ.get(k) for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")}
+    if env["JAX_NUM_PROCESSES"] is not None and env["JAX_PROCESS_ID"] is not None:
+        if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+                                   num_processes=int(env["JAX_NUM_PROCESSES"]),
+                                   process_id=int(env["JAX_PROCESS_ID"]))
+    else:
+        jax.distributed.initialize()
+    logging.getLogger(__name__).info("jax.distributed: process %d of %d, %d local / %d global devices",
+                                     jax.process_index(), jax.process_count(), jax.local_device_count(),
+                                     jax.device_count())

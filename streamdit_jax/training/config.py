@@ -50,7 +50,8 @@ class TrainConfig:
     schedule: NoiseSchedule = NoiseSchedule()
     text_dropout: float = 0.1
     ema_decay: float = 0.999
-    autoencoder_factor: int = 2  # patch autoencoder: frames HxWx3 -> latents H/f x W/f x 3f^2
+    # patch autoencoder: frames HxWx3 -> latents H/f x W/f x 3f^2; 0 = batches carry precomputed "latents"
+    autoencoder_factor: int = 2
     batch_size: int = 8  # global
     total_steps: int = 1000
     seed: int = 0
@@ -72,7 +73,7 @@ class TrainConfig:
         if self.data.clip_len < self.buffer_len:
             raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
         expected = 3 * self.autoencoder_factor ** 2
-        if self.model.latent_channels != expected:
+        if self.autoencoder_factor and self.model.latent_channels != expected:
             raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the patch "
                              f"autoencoder (3 * factor^2 = {expected} for autoencoder_factor={self.autoencoder_factor})")
 

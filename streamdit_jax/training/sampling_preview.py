@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.models.text import tokenize_bytes
 from streamdit_jax.partition import Partition
@@ -43,7 +44,7 @@ class Preview:
             state, chunk = self.step(params, state, cond)
             chunks.append(chunk)
         video = self.autoencoder.decode(jnp.concatenate(chunks, axis=1))
-        return np.asarray(jnp.clip((video + 1.0) * 127.5, 0, 255).round().astype(jnp.uint8))
+        return float_to_frames(video)
 
     def write_gif(self, params, path: str) -> str:
         video = self.frames(params)

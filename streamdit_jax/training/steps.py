@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from streamdit_jax import flow, parallel
+from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.models.dit import StreamDiT
 from streamdit_jax.models.factory import abstract_model
@@ -40,8 +41,10 @@ def lr_schedule(optim: OptimConfig, total_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(optim: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """AdamW + warm-up/cosine schedule + global-norm clipping; no weight decay on vectors (biases, norms)."""
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    """AdamW + warm-up/cosine schedule + global-norm clipping. Weight decay on matrices only (kernels and token
+    embeddings, selected by name: stacked blocks give biases and norm scales a leading layer axis too)."""
+    decay_mask = lambda params: jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) in ("kernel", "embedding"), params)
     return optax.chain(optax.clip_by_global_norm(optim.grad_clip),
                        optax.adamw(lr_schedule(optim, total_steps), b1=optim.b1, b2=optim.b2,
                                    weight_decay=optim.weight_decay, mask=decay_mask))
@@ -54,7 +57,7 @@ def init_train_state(params, tx: optax.GradientTransformation, seed: int) -> Tra
 
 def frames_to_latents(frames_uint8: jax.Array, autoencoder: PatchAutoencoder) -> jax.Array:
     """uint8 frames [b, T, H, W, 3] -> latents in [-1, 1] scale [b, T, h, w, C]."""
-    return autoencoder.encode(frames_uint8.astype(jnp.float32) / 127.5 - 1.0)
+    return autoencoder.encode(frames_to_float(frames_uint8))
 
 
 def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
@@ -81,14 +84,17 @@ def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig):
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
-    """One optimizer step. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
+    """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C], "tokens": [b, L]}. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
     loop can stop with the last good parameters."""
     rng = jax.random.fold_in(state.rng, state.step)
-    latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
+    if cfg.autoencoder_factor:
+        latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
+    else:  # precomputed latents (a learned video autoencoder ran offline)
+        latents = batch["latents"].astype(jnp.float32)
     latents = parallel.constrain(latents, ("batch", None, None, None, None))
     (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
         state.params, graphdef, latents, batch["tokens"], rng, cfg)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = jax.tree.map(lambda e, p: cfg.ema_decay * e + (1.0 - cfg.ema_decay) * p, state.ema_params, params)

@@ -1,0 +1,80 @@
+"""One process of the 2-process jax.distributed CPU training run of test_multiprocess, or its 1-process reference.
+
+  python tests/multiprocess_worker.py distributed|reference WORKDIR DATA_DIR OUT_PREFIX
+
+distributed: 2 fake CPU devices per process, jax.distributed from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+JAX_PROCESS_ID (gloo collectives), each process reads its own tfds.split_for_jax_process("train").
+reference: one process with 4 fake devices, fed the concatenation of the same two per-process splits' batches.
+"""
+import json
+import os
+import sys
+
+mode, workdir, data_dir, out = sys.argv[1:5]
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={2 if mode == 'distributed' else 4}"
+os.environ["JAX_PLATFORMS"] = "cpu"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from streamdit_jax import parallel  # noqa: E402
+from streamdit_jax.data import pipeline, tfds_builders  # noqa: E402
+from streamdit_jax.models import get_model_config  # noqa: E402
+from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
+from streamdit_jax.training.input import prepare_dataset, train_data_iterator  # noqa: E402
+from streamdit_jax.training.loop import train  # noqa: E402
+
+if mode == "distributed":
+    parallel.initialize_distributed()
+
+cfg = TrainConfig(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
+                  optim=OptimConfig(learning_rate=2e-3, warmup_steps=2),
+                  data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2, data_dir=data_dir),
+                  buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=8, total_steps=10, log_every=5,
+                  checkpoint_every=100, sample_every=0)
+
+
+def split_ids(split):
+    builder, _ = prepare_dataset(cfg, workdir)
+    source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
+    return sorted(int(source[i]["id"]) for i in range(len(source)))
+
+
+def two_split_iterator(cfg, workdir):
+    """The batches the two processes would read, concatenated along the batch axis (process 0 first)."""
+    builder, _ = prepare_dataset(cfg, workdir)
+    its = []
+    for index in range(2):
+        split = tfds.split_for_jax_process("train", process_index=index, process_count=2)
+        source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
+        its.append(iter(pipeline.make_train_dataset(source, window_len=cfg.buffer_len, batch_size=cfg.batch_size // 2,
+                                                    seed=cfg.seed, max_text_len=cfg.model.text.max_len)))
+
+    class Concatenated:
+        def __next__(self):
+            parts = [next(it) for it in its]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+        def get_state(self):
+            return {str(i): it.get_state() for i, it in enumerate(its)}
+
+        def set_state(self, state):
+            for i, it in enumerate(its):
+                it.set_state(state[str(i)])
+
+    return Concatenated()
+
+
+state = train(cfg, workdir, train_data_iterator if mode == "distributed" else two_split_iterator,
+              show_progress=False)
+report = {"process_index": jax.process_index(), "process_count": jax.process_count(),
+          "global_devices": jax.device_count(), "step": int(state.step)}
+if mode == "distributed":
+    report["ids"] = split_ids(tfds.split_for_jax_process("train"))
+with open(f"{out}.p{jax.process_index()}.json", "w") as f:
+    json.dump(report, f)
+if jax.process_index() == 0:
+    flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+    np.savez(f"{out}.npz", **{jax.tree_util.keystr(k): np.asarray(v.addressable_data(0)) for k, v in flat})
