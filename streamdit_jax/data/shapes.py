@@ -147,7 +147,7 @@ def parse_caption(text: str) -> list[ObjectDescription]:
     return out
 
 
-def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, half: int) -> np.ndarray:
+def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, half: int) -> np.ndarray:
     """Pixels of a shape from their wrapped offsets (dx, dy) to the centre pixel; `half` = bounding half-width."""
     adx, ady = np.abs(dx), np.abs(dy)
     if SHAPES[shape] == "square":
@@ -210,7 +210,7 @@ class ShapesStream:
         for row in self._attrs[:self._num]:  # later objects are drawn on top
             dx = (self._xs - row[X] + size // 2) % size - size // 2  # wrapped: drawn across the borders
             dy = (self._ys - row[Y] + size // 2) % size - size // 2
-            frame[_shape_mask(row[SHAPE], dx, dy, half)] = _COLOUR_TABLE[row[COLOUR]]
+            frame[shape_mask(row[SHAPE], dx, dy, half)] = _COLOUR_TABLE[row[COLOUR]]
         return frame
 
     def _move(self) -> None:
