@@ -67,7 +67,8 @@ def compile_train_step(mesh):
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k]) for k, v in batch.items()}
     fn = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sh)
     analytic = 3 * forward_flops(cfg.model, LATENT + (cfg.model.latent_channels,), batch=FLAGS.global_batch)
-    return fn.lower(abstract_state, batch), analytic, cfg.model
+    with parallel.activate(mesh):  # only around tracing: abstract models are built outside any mesh context
+        return fn.lower(abstract_state, batch), analytic, cfg.model
 
 
 def compile_buffer_step(mesh):
@@ -84,16 +85,16 @@ def compile_buffer_step(mesh):
             sds((1, model_cfg.text.max_len), jnp.int32))
     step = make_buffer_step(model_denoise_fn(graphdef), partition)
     analytic = partition.s * forward_flops(model_cfg, LATENT + (model_cfg.latent_channels,))
-    return step.lower(params, state, cond), analytic, model_cfg
+    with parallel.activate(mesh):
+        return step.lower(params, state, cond), analytic, model_cfg
 
 
 def main(argv):
     del argv
     mesh = parallel.make_mesh(parse_mesh(FLAGS.mesh))
     t0 = time.perf_counter()
-    with parallel.activate(mesh):
-        lowered, analytic, model_cfg = (compile_train_step if FLAGS.what == "train_step" else compile_buffer_step)(mesh)
-        compiled = lowered.compile()
+    lowered, analytic, _ = (compile_train_step if FLAGS.what == "train_step" else compile_buffer_step)(mesh)
+    compiled = lowered.compile()
     seconds = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()

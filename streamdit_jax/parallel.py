@@ -25,7 +25,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
-    ("text_embed", None),
+    ("text_embed", "fsdp"),
     ("patch", None),
     ("freq", None),
     ("vocab", None),
