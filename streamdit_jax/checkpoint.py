@@ -9,7 +9,6 @@ import json
 import os
 from typing import Any, Optional
 
-import jax
 import orbax.checkpoint as ocp
 
 STATE, CONFIG, DATA = "state", "config", "data"

@@ -11,7 +11,7 @@ Progress ``u`` in [0, 1] (ours): chunk j spans ``u in [(N-1-j)/N, (N-j)/N]``; at
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax import parallel
 
 
 def sharded_init(init, names):

@@ -11,11 +11,10 @@ stream index of every buffer slot (the DiT ignores it; the oracle of the tests u
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from streamdit_jax.flow import euler_step, gaussian_noise
 from streamdit_jax.partition import MicroStepTable, NoiseSchedule, Partition, micro_step_table
