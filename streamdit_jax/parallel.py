@@ -1,7 +1,10 @@
 """One mesh for everything: build it from config, map logical axis names to mesh axes, constrain activations.
 
 Parameters carry LOGICAL axis names (``embed``, ``mlp``, ``heads``, ``layers``, ...) as flax partitioning metadata;
-``LOGICAL_RULES`` maps them to mesh axes (``data``, ``fsdp``, ``tensor``). The train step, the distill step and the
+``LOGICAL_RULES`` maps them to mesh axes (``data``, ``fsdp``, ``context``, ``tensor``). Activations are constrained by
+logical names too: ``frames_act`` (the token grid's frame axis) goes to ``context`` (context parallelism: each device
+holds a slab of frames; window attention stays local when a window's frames do not cross a slab boundary, and the
+shifted layers' cyclic roll becomes a neighbour exchange). The train step, the distill step and the
 buffer step all use the same mesh and rules; a single GPU is a 1-device mesh running the same code.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-MESH_AXES = ("data", "fsdp", "tensor")
+MESH_AXES = ("data", "fsdp", "context", "tensor")
 
 # logical name -> mesh axis (or tuple of axes, or None = replicated). First match wins.
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
@@ -31,6 +34,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
     ("vocab", None),
     ("layers", None),
     ("embed_act", None),
+    ("frames_act", "context"),
     ("length", None),
 )
 

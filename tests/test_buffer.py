@@ -140,3 +140,17 @@ def test_buffer_step_rejects_a_buffer_of_the_wrong_length():
     state = BufferState(jnp.zeros((1, 12) + FRAME), jnp.zeros(12), jnp.zeros((), jnp.int32), jax.random.key(0))
     with pytest.raises(ValueError, match=r"buffer length 12 does not match .*B = K \+ N\*c = 16"):
         step({"target": jnp.zeros((64,) + FRAME)}, state, jnp.zeros((1, 1)))
+
+
+def test_buffer_step_with_frames_split_over_a_context_axis_matches_one_device():
+    from streamdit_jax import parallel
+    partition = Partition.from_buffer(8, 2, 2)
+    _, graphdef, params, cond, state = _model_setup(partition, seed=2)
+    step = make_buffer_step(model_denoise_fn(graphdef), partition, donate=False)
+    single_state, single_chunk = step(params, state, cond)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("context", 2))))
+    with parallel.activate(mesh):
+        sharded = jax.device_put(params, parallel.state_shardings(params, mesh))
+        new_state, chunk = make_buffer_step(model_denoise_fn(graphdef), partition, donate=False)(sharded, state, cond)
+    np.testing.assert_allclose(np.asarray(chunk), np.asarray(single_chunk), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(new_state.latents), np.asarray(single_state.latents), atol=1e-4, rtol=1e-4)

@@ -100,7 +100,9 @@ def test_text_encoder_distinguishes_prompts_and_masks_padding():
     assert np.abs(np.asarray(emb[0] - emb[1])).max() > 1e-3
 
 
-def test_model_sharded_on_a_2x2x2_mesh_matches_one_device():
+@pytest.mark.parametrize("third_axis", ["tensor", "context"])
+def test_model_sharded_on_a_2x2x2_mesh_matches_one_device(third_axis):
+    """data x fsdp x tensor (tensor parallel weights) and data x fsdp x context (frames split across devices)."""
     model = tiny_model(seed=3)
     graphdef, state = nnx.split(model)
     x = gaussian_noise(jax.random.key(0), (4, 8, 8, 8, 4))
@@ -112,20 +114,37 @@ def test_model_sharded_on_a_2x2x2_mesh_matches_one_device():
         return m(x, tau, *m.encode_text(tokens_))
 
     single = np.asarray(jax.jit(forward)(state, x, tau, tokens_))
-    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("tensor", 2))))
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), (third_axis, 2))))
     with parallel.activate(mesh):
         shardings = parallel.state_shardings(state, mesh)
         sharded_state = jax.device_put(state, shardings)
         xs = jax.device_put(x, parallel.batch_sharding(mesh, 5))
         out = jax.jit(forward)(sharded_state, xs, tau, tokens_)
     np.testing.assert_allclose(np.asarray(out), single, atol=2e-4, rtol=2e-4)
-    # the parameters really are split per the rules: MLP kernels over fsdp x tensor, attention over heads
+    # the parameters really are split per the rules: MLP kernels over fsdp (x tensor), attention over heads
+    tensor = "tensor" if third_axis == "tensor" else None
     fc1 = sharded_state["blocks"]["plain"]["fc1"]["kernel"][...]
-    assert fc1.sharding.spec == P(None, "fsdp", "tensor")
-    assert fc1.addressable_shards[0].data.shape == (1, 48 // 2, 192 // 2)
+    assert fc1.sharding.spec == P(None, "fsdp", tensor)
+    assert fc1.addressable_shards[0].data.shape == (1, 48 // 2, 192 // (2 if tensor else 1))
     q = sharded_state["blocks"]["shifted"]["attn"]["q"]["kernel"][...]
-    assert q.sharding.spec == P(None, "fsdp", "tensor")
+    assert q.sharding.spec == P(None, "fsdp", tensor)
     assert out.sharding.spec[0] == ("data", "fsdp")
+
+
+def test_context_parallel_activations_are_split_along_frames():
+    model = tiny_model(seed=4)
+    graphdef, state = nnx.split(model)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("context", 2))))
+
+    def tokens_after_embedding(state, x):
+        from streamdit_jax.models.dit import TOKENS
+        m = nnx.merge(graphdef, state)
+        return parallel.constrain(m.patch_embed(m.patchify(x)), TOKENS)
+
+    with parallel.activate(mesh):
+        h = jax.jit(tokens_after_embedding)(state, jnp.ones((4, 8, 8, 8, 4)))
+    assert h.sharding.spec[:2] == (("data", "fsdp"), "context")
+    assert h.addressable_shards[0].data.shape == (1, 4, 4, 4, 48)  # 8 frames -> 4 per context shard
 
 
 def test_4b_config_has_4_billion_parameters_by_eval_shape():

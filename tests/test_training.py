@@ -43,8 +43,8 @@ def one_device_mesh():
     return parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
 
 
-def mesh_222():
-    return parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("tensor", 2))))
+def mesh_222(third_axis="tensor"):
+    return parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), (third_axis, 2))))
 
 
 def run_steps(cfg, mesh, batch, n):
@@ -78,16 +78,19 @@ def test_twenty_train_steps_on_a_fixed_batch_reduce_the_loss():
     assert after < 0.8 * before, (before, after)
 
 
-def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters():
+@pytest.mark.parametrize("third_axis", ["tensor", "context"])
+def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters(third_axis):
+    """data x fsdp x tensor, and data x fsdp x context (context parallelism: the frames of every buffer split)."""
     cfg, batch = tiny_config(), fixed_batch()
     _, single, m1 = run_steps(cfg, one_device_mesh(), batch, 3)
-    _, sharded, m8 = run_steps(cfg, mesh_222(), batch, 3)
+    _, sharded, m8 = run_steps(cfg, mesh_222(third_axis), batch, 3)
     np.testing.assert_allclose([m["loss"] for m in m8], [m["loss"] for m in m1], rtol=2e-4)
     for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
+    tensor = "tensor" if third_axis == "tensor" else None
     fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
-    assert fc1.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
-    assert fc1.addressable_shards[0].data.shape[1:] == (fc1.shape[1] // 2, fc1.shape[2] // 2)
+    assert fc1.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", tensor)
+    assert fc1.addressable_shards[0].data.shape[1:] == (fc1.shape[1] // 2, fc1.shape[2] // (2 if tensor else 1))
     mu = sharded.opt_state[1][0].mu["blocks"]["plain"]["fc1"]["kernel"]  # Adam moments sharded like the params
     assert mu.sharding.spec == fc1.sharding.spec
 

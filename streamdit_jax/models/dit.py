@@ -20,7 +20,7 @@ from streamdit_jax.models.attention import CrossAttention, WindowSelfAttention, 
 from streamdit_jax.models.config import ModelConfig
 from streamdit_jax.models.text import ByteTextEncoder
 
-TOKENS = ("batch", None, None, None, "embed_act")  # activation layout [b, F, H, W, D]
+TOKENS = ("batch", "frames_act", None, None, "embed_act")  # activation layout [b, F, H, W, D]
 ZEROS = nnx.initializers.zeros_init()
 
 

@@ -91,7 +91,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
         latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
     else:  # precomputed latents (a learned video autoencoder ran offline)
         latents = batch["latents"].astype(jnp.float32)
-    latents = parallel.constrain(latents, ("batch", None, None, None, None))
+    latents = parallel.constrain(latents, ("batch", "frames_act", None, None, None))
     (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
         state.params, graphdef, latents, batch["tokens"], rng, cfg)
     grad_norm = optax.tree.norm(grads)
