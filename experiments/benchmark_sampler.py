@@ -1,0 +1,154 @@
+r"""Streaming sampler benchmark: latency, throughput, scan vs Python loop, retraces and memory over a long stream.
+
+  python -m experiments.benchmark_sampler --config=tiny --chunks=10000
+  python -m experiments.benchmark_sampler --config=streamdit_4b --param_dtype=bfloat16 --attention_impl=cudnn \
+      --chunks=200 --loop_s=1          # on a GPU (random weights)
+
+Measured in one run, beside the matmul peak of the same run:
+- time to first frame (stream start: T2V over the buffer + fill from the cached trajectory, Sec. 6), cold (with
+  compilation) and warm;
+- ms per macro step p50 / p99 over --chunks chunks, latent frames/s, achieved FLOP/s and its share of the peak;
+- the jitted lax.scan buffer step against a Python loop of jitted single micro steps, both at s = --loop_s;
+- retraces over the stream (must be 0 after the first call) and RSS growth from chunk 100 to the end.
+Appends a section to BENCHMARKS.md unless --output=''.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from experiments import benchmarking
+from streamdit_jax import flow
+from streamdit_jax.models import forward_flops, get_model_config
+from streamdit_jax.models.factory import create_model
+from streamdit_jax.partition import Partition, micro_step_table
+from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, make_stream_start, model_denoise_fn
+
+DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", "tiny", "Model config.")
+flags.DEFINE_integer("buffer_len", 16, "Buffer length B.")
+flags.DEFINE_integer("chunk", 2, "Chunk size c of the stream.")
+flags.DEFINE_integer("steps_per_chunk", 1, "Micro steps s of the stream.")
+flags.DEFINE_integer("chunks", 10000, "Chunks streamed for the latency / retrace / memory figures.")
+flags.DEFINE_integer("loop_s", 16, "s for the scan-vs-Python-loop comparison.")
+flags.DEFINE_integer("loop_iters", 20, "Timed macro steps in the scan-vs-loop comparison.")
+flags.DEFINE_string("dtype", None, "Compute dtype override.")
+flags.DEFINE_string("param_dtype", None, "Parameter dtype override.")
+flags.DEFINE_string("attention_impl", None, "Attention implementation override (xla|cudnn).")
+flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown file to append to ('' = print only).")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def python_loop_step(denoise, partition, table):
+    """The baseline: one jitted Euler micro step called s times from Python, then a jitted shift."""
+
+    @jax.jit
+    def micro(params, x, t_now, t_next, cond, frames):
+        tau = jnp.broadcast_to(t_now, x.shape[:2])
+        return flow.euler_step(x, denoise(params, x, tau, cond, frames), jnp.broadcast_to(t_next - t_now, x.shape[:2]))
+
+    @jax.jit
+    def shift(x, rng):
+        rng, key = jax.random.split(rng)
+        noise = flow.gaussian_noise(key, (x.shape[0], partition.c) + x.shape[2:], x.dtype)
+        return jnp.concatenate([x[:, partition.c:], noise], axis=1), x[:, :partition.c], rng
+
+    def step(params, state, cond):
+        frames = state.step * partition.c + jnp.arange(partition.B)
+        x = state.latents
+        for m in range(partition.s):
+            x = micro(params, x, table.tau_now[m], table.tau_next[m], cond, frames)
+        x, chunk, rng = shift(x, state.rng)
+        return BufferState(x, state.progress, state.step + 1, rng), chunk
+
+    return step
+
+
+def main(argv):
+    del argv
+    overrides = {k: v for k, v in (("dtype", FLAGS.dtype), ("param_dtype", FLAGS.param_dtype),
+                                   ("attention_impl", FLAGS.attention_impl)) if v}
+    cfg = get_model_config(FLAGS.config, remat=False, **overrides)
+    peak, peak_desc = benchmarking.matmul_peak()
+    print(f"{benchmarking.machine()}\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_desc})")
+    graphdef, params = create_model(cfg, seed=0)
+    tokens = jnp.asarray(nnx.merge(graphdef, params).tokenize(["a red circle moving left"]))
+    cond = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))(params, tokens)
+    h, w = DEFAULT_LATENT.get(FLAGS.config, (16, 16))
+    like = jnp.zeros((1, FLAGS.buffer_len, h, w, cfg.latent_channels), jnp.float32)
+    partition = Partition.from_buffer(FLAGS.buffer_len, FLAGS.chunk, FLAGS.steps_per_chunk)
+    traces = []
+    base = model_denoise_fn(graphdef)
+
+    def denoise(*args):
+        traces.append(1)  # Python side effect: runs only when jax traces
+        return base(*args)
+
+    # time to first frame: stream start (T2V + fill) and the first buffer step, cold then warm
+    start, step = make_stream_start(denoise, partition), make_buffer_step(denoise, partition)
+    t0 = time.perf_counter()
+    state, _ = start(params, jax.random.key(0), like, cond)
+    state, chunk = benchmarking.block(step(params, state, cond))
+    ttff_cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state, _ = start(params, jax.random.key(1), like, cond)
+    state, chunk = benchmarking.block(step(params, state, cond))
+    ttff_warm = time.perf_counter() - t0
+    traces_after_warmup = len(traces)
+
+    latencies, rss_at_100 = [], None
+    for i in range(FLAGS.chunks):
+        t = time.perf_counter()
+        state, chunk = benchmarking.block(step(params, state, cond))
+        latencies.append(time.perf_counter() - t)
+        if i == 100:
+            rss_at_100 = rss_bytes()
+    rss_end = rss_bytes()
+    lat = np.asarray(latencies)
+    p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
+    flops = partition.s * forward_flops(cfg, like.shape[1:])
+    retraces = len(traces) - traces_after_warmup
+
+    # scan vs Python loop at s = loop_s
+    loop_partition = Partition(0, partition.N, partition.c, FLAGS.loop_s)
+    table = micro_step_table(loop_partition)
+    scan_step = make_buffer_step(base, loop_partition, donate=False)
+    loop_step = python_loop_step(base, loop_partition, table)
+    fresh = BufferState(flow.gaussian_noise(jax.random.key(2), like.shape),
+                        jnp.asarray(loop_partition.progress(0), jnp.float32), jnp.zeros((), jnp.int32),
+                        jax.random.key(3))
+    scan_ms = 1e3 * np.median(benchmarking.time_calls(lambda: scan_step(params, fresh, cond), FLAGS.loop_iters))
+    loop_ms = 1e3 * np.median(benchmarking.time_calls(lambda: loop_step(params, fresh, cond), FLAGS.loop_iters))
+
+    header = ["config", "partition", "TTFF cold s", "TTFF warm ms", "p50 ms", "p99 ms", "p99/p50", "latent frames/s",
+              "GFLOP/s", "of peak", f"scan s={FLAGS.loop_s} ms", "Python loop ms", "scan speed-up",
+              f"retraces ({FLAGS.chunks} chunks)", "RSS growth"]
+    growth = (rss_end - rss_at_100) / rss_at_100 if rss_at_100 else float("nan")
+    row = [FLAGS.config, f"K={partition.K} N={partition.N} c={partition.c} s={partition.s}", round(ttff_cold, 2),
+           1e3 * ttff_warm, 1e3 * p50, 1e3 * p99, p99 / p50, partition.c / p50, flops / p50 / 1e9,
+           f"{100 * flops / p50 / peak:.1f}%", scan_ms, loop_ms, f"{loop_ms / scan_ms:.2f}x", retraces,
+           f"{100 * growth:.2f}%"]
+    table_md = benchmarking.markdown_table(header, [row])
+    print(table_md)
+    if FLAGS.output:
+        benchmarking.append_benchmark(
+            FLAGS.output, "Streaming sampler (benchmark_sampler)", table_md,
+            f"Matmul peak measured in the same run: {peak / 1e9:.1f} GFLOP/s ({peak_desc}). TTFF = stream start "
+            f"(T2V over the buffer, T={partition.T} steps, plus fill) + first buffer step. Latencies per macro step "
+            f"with the result waited for. RSS growth from chunk 100 to chunk {FLAGS.chunks}.")
+
+
+if __name__ == "__main__":
+    app.run(main)
