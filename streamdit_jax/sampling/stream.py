@@ -1,0 +1,161 @@
+"""Streamer: endless video from a StreamDiT with live prompt switches (Sec. 5-6).
+
+The stream starts from the cached uniform T2V trajectory (``make_stream_start``), then calls the ONE jitted
+``buffer_step`` forever. A prompt schedule {frame index: prompt} is applied per macro step: the step that emits the
+chunk starting at stream frame f denoises with the prompt active at f, so frames before a switch never change.
+Prompts are encoded only when they change. Denoising runs on a background thread and hands latent chunks through a
+bounded queue to the consuming thread, which decodes them, so denoising and decoding overlap (the paper runs them on
+separate threads); the iterator yields uint8 frame chunks in order.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import queue
+import threading
+import time
+from typing import Callable, Iterator, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from streamdit_jax.partition import NoiseSchedule, Partition
+from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
+
+Schedule = Union[str, Mapping[int, str]]
+
+
+def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
+    """A prompt or {frame: prompt} -> sorted [(frame, prompt)] starting at frame 0; errors name the bad entry."""
+    if isinstance(schedule, str):
+        schedule = {0: schedule}
+    if not schedule:
+        raise ValueError("the prompt schedule is empty; give at least {0: 'a prompt'}")
+    items = []
+    for frame, prompt in schedule.items():
+        if not isinstance(frame, (int, np.integer)) or frame < 0:
+            raise ValueError(f"schedule entry {frame!r}: frame indices must be integers >= 0")
+        if not isinstance(prompt, str):
+            raise ValueError(f"schedule entry {frame}: prompt must be a string, got {prompt!r}")
+        items.append((int(frame), prompt))
+    items.sort()
+    if items[0][0] != 0:
+        raise ValueError(f"the prompt schedule has no prompt at frame 0 (first entry at frame {items[0][0]})")
+    return items
+
+
+@dataclasses.dataclass
+class StreamStats:
+    """Timing of a stream: time to first frame (seconds) and per-chunk latencies of the denoising loop."""
+
+    time_to_first_frame: float = float("nan")
+    chunk_seconds: list = dataclasses.field(default_factory=list)
+    frames: int = 0
+    wall_seconds: float = float("nan")
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.chunk_seconds) if self.chunk_seconds else np.asarray([np.nan])
+        return {"time_to_first_frame_s": self.time_to_first_frame, "p50_chunk_ms": 1e3 * float(np.median(lat)),
+                "p99_chunk_ms": 1e3 * float(np.percentile(lat, 99)), "frames": self.frames,
+                "frames_per_second": self.frames / self.wall_seconds if self.wall_seconds else float("nan")}
+
+
+class Streamer:
+    """Streams frames from (graphdef, params) with a fixed partition, chosen at run time; compiles once."""
+
+    def __init__(self, graphdef, params, partition: Partition, latent_frame_shape: tuple[int, int, int],
+                 decode: Callable[[np.ndarray], np.ndarray], *, schedule: NoiseSchedule = NoiseSchedule(),
+                 guidance_scale: Optional[float] = None, queue_size: int = 4):
+        """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
+        ``guidance_scale`` None (or <= 1) streams without classifier-free guidance (e.g. a distilled model)."""
+        self.graphdef, self.params, self.partition = graphdef, params, partition
+        self.decode, self.queue_size = decode, queue_size
+        self.guidance = None if guidance_scale is None or guidance_scale <= 1.0 else float(guidance_scale)
+        denoise = model_denoise_fn(graphdef)
+        self._start = make_stream_start(denoise, partition, schedule)
+        self._step = make_buffer_step(denoise, partition, schedule)
+        self._encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
+        self._tokenize = nnx.merge(graphdef, params).tokenize
+        self._like = jnp.zeros((1, partition.B) + tuple(latent_frame_shape), jnp.float32)
+        self._cache: dict[str, tuple] = {}
+        self.encode_calls = 0
+        self.stats = StreamStats()
+
+    def _cond(self, prompt: str):
+        """Text embeddings, computed once per distinct prompt (the paper re-encodes only on a change)."""
+        if prompt not in self._cache:
+            self.encode_calls += 1
+            self._cache[prompt] = self._encode(self.params, jnp.asarray(self._tokenize([prompt])))
+        return self._cache[prompt]
+
+    def _null(self):
+        return self._cond("") if self.guidance else None
+
+    def latents(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0) -> Iterator[np.ndarray]:
+        """Latent chunks [n, h, w, C] in stream order (the K reference frames first), until num_frames (None: forever)."""
+        items = normalize_schedule(schedule)
+        starts = [f for f, _ in items]
+        prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
+        c, K = self.partition.c, self.partition.K
+        w = jnp.float32(self.guidance or 1.0)
+        t0 = time.perf_counter()
+        self.stats = StreamStats()
+        state, refs = self._start(self.params, jax.random.key(seed), self._like, self._cond(prompt_at(0)),
+                                  self._null(), w)
+        emitted = 0
+        if K:
+            first = np.asarray(refs[0])
+            self.stats.time_to_first_frame = time.perf_counter() - t0
+            emitted += K
+            yield first[: num_frames]
+        while num_frames is None or emitted < num_frames:
+            t = time.perf_counter()
+            state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w)
+            chunk = np.asarray(chunk[0])  # waits for the device
+            self.stats.chunk_seconds.append(time.perf_counter() - t)
+            if emitted == 0:
+                self.stats.time_to_first_frame = time.perf_counter() - t0
+            take = c if num_frames is None else min(c, num_frames - emitted)
+            emitted += take
+            yield chunk[:take]
+
+    def frames(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0) -> Iterator[np.ndarray]:
+        """uint8 frame chunks [n, H, W, 3]; denoising runs ahead on a background thread (bounded queue)."""
+        latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        stop = threading.Event()
+        done = object()
+
+        def produce():
+            try:
+                for lat in self.latents(schedule, num_frames, seed):
+                    while not stop.is_set():
+                        try:
+                            latent_q.put(lat, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                latent_q.put(done)
+            except BaseException as e:  # surfaced in the consumer
+                latent_q.put(e)
+
+        t0 = time.perf_counter()
+        producer = threading.Thread(target=produce, daemon=True, name="streamdit-denoise")
+        producer.start()
+        try:
+            while True:
+                item = latent_q.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                frames = self.decode(item)
+                self.stats.frames += len(frames)
+                self.stats.wall_seconds = time.perf_counter() - t0
+                yield frames
+        finally:
+            stop.set()
+            producer.join(timeout=5)

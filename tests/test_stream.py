@@ -1,0 +1,89 @@
+"""Streamer: exact frame counts, one trace, constant buffer, determinism, prompt switches, encoding on change."""
+import numpy as np
+import pytest
+from flax import nnx
+
+from helpers import tiny_model
+from streamdit_jax.data.pipeline import float_to_frames
+from streamdit_jax.models.autoencoder import PatchAutoencoder
+from streamdit_jax.partition import Partition
+from streamdit_jax.sampling import buffer
+from streamdit_jax.sampling.stream import Streamer, normalize_schedule
+
+AE = PatchAutoencoder(2)
+
+
+def make_streamer(partition, window=(4, 2, 2), **kw):
+    model = tiny_model(seed=1, latent_channels=12, window=window)
+    graphdef, params = nnx.split(model)
+    return Streamer(graphdef, params, partition, (4, 4, 12), lambda lat: float_to_frames(AE.decode(lat)), **kw)
+
+
+def collect(streamer, schedule, num_frames, seed=0):
+    return np.concatenate(list(streamer.frames(schedule, num_frames, seed)))
+
+
+@pytest.fixture(scope="module")
+def streamer():
+    return make_streamer(Partition.from_buffer(8, 2, 1))
+
+
+def test_streamer_emits_exactly_num_frames_of_decoded_video(streamer):
+    frames = collect(streamer, "a red circle moving left", 23)
+    assert frames.shape == (23, 8, 8, 3) and frames.dtype == np.uint8
+    assert streamer.stats.frames == 23 and streamer.stats.time_to_first_frame > 0
+
+
+def test_streamer_traces_once_over_100_chunks_with_a_constant_buffer(monkeypatch):
+    traces, shapes = [], set()
+    original = buffer.model_denoise_fn
+
+    def counting(graphdef):
+        fn = original(graphdef)
+
+        def denoise(params, x, tau, cond, frames):
+            traces.append(1)
+            shapes.add(x.shape)
+            return fn(params, x, tau, cond, frames)
+
+        return denoise
+
+    monkeypatch.setattr("streamdit_jax.sampling.stream.model_denoise_fn", counting)
+    s = make_streamer(Partition.from_buffer(8, 2, 1))
+    n = sum(len(c) for c in s.latents({0: "a red circle moving left", 60: "a blue square moving up"}, 200))
+    assert n == 200 and len(s.stats.chunk_seconds) == 100
+    assert len(traces) == 2  # one trace of the stream start's T2V scan, one of the buffer step: never again
+    assert shapes == {(1, 8, 4, 4, 12)}
+
+
+def test_same_seed_and_schedule_give_identical_frames_and_other_seeds_differ(streamer):
+    schedule = {0: "a red circle moving left", 10: "a green square moving up"}
+    a, b = collect(streamer, schedule, 30, seed=3), collect(streamer, schedule, 30, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, collect(streamer, schedule, 30, seed=4))
+
+
+def test_a_prompt_switch_at_frame_f_changes_nothing_before_f(streamer):
+    base = collect(streamer, "a red circle moving left", 40, seed=1)
+    switched = collect(streamer, {0: "a red circle moving left", 20: "a white triangle moving down"}, 40, seed=1)
+    np.testing.assert_array_equal(switched[:20], base[:20])
+    assert not np.array_equal(switched[20:], base[20:])
+
+
+def test_prompts_are_encoded_only_when_they_change():
+    s = make_streamer(Partition.from_buffer(8, 2, 1), guidance_scale=3.0)
+    collect(s, {0: "a red circle moving left", 8: "a blue square moving up", 16: "a red circle moving left"}, 30)
+    assert s.encode_calls == 3  # two prompts and the null prompt of guidance, each once
+
+
+def test_reference_frames_stream_first_and_count_towards_num_frames():
+    s = make_streamer(Partition.from_buffer(9, 2, 1, reference_frames=1), window=(0, 2, 2))  # 9 frames
+    chunks = list(s.latents("a red circle moving left", 7))
+    assert [len(c) for c in chunks] == [1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("schedule,needle", [({}, "empty"), ({5: "a red circle moving left"}, "no prompt at frame 0"),
+                                              ({0: "x", -1: "y"}, "entry -1")])
+def test_bad_schedules_raise_errors_naming_the_entry(schedule, needle):
+    with pytest.raises(ValueError, match=needle):
+        normalize_schedule(schedule)
