@@ -1,0 +1,79 @@
+"""experiments.stream: progressive output that survives a kill, and named errors with exit code 2."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import jax
+import pytest
+
+from streamdit_jax import parallel
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.models import get_model_config
+from streamdit_jax.training import steps
+from streamdit_jax.training.config import DataConfig, TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An (untrained) tiny checkpoint written by the real Checkpointer: the CLI path does not depend on quality."""
+    workdir = str(tmp_path_factory.mktemp("ckpt"))
+    cfg = TrainConfig(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
+                      data=DataConfig(frame_size=16, clip_len=16), buffer_len=8, chunk_sizes=(1, 2, 4, 8))
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    _, _, state, _ = steps.create_train_state(cfg, mesh)
+    ck = Checkpointer(workdir, async_save=False)
+    ck.save(0, state, cfg.to_dict(), {})
+    ck.close()
+    return workdir
+
+
+def run_cli(*args, **kw):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, "-m", "experiments.stream", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_a_killed_stream_leaves_a_playable_mp4(checkpoint, tmp_path):
+    out = tmp_path / "live.mp4"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.stream", f"--checkpoint={checkpoint}",
+                             "--prompts=0:a red circle moving left", "--num_frames=0", f"--output={out}",
+                             "--steps_per_chunk=1", "--fps=8"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 20000):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # no chance to finalise anything
+    proc.wait()
+    frames = iio.imread(out)
+    assert frames.ndim == 4 and frames.shape[0] >= 8 and frames.shape[1:] == (16, 16, 3)
+
+
+def test_gif_output_has_exactly_num_frames(checkpoint, tmp_path):
+    out = tmp_path / "s.gif"
+    r = run_cli(f"--checkpoint={checkpoint}", "--prompts=0:a red circle moving left;6:a blue square moving up",
+                "--num_frames=13", f"--output={out}", "--steps_per_chunk=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert iio.imread(out).shape[0] == 13 and "13 frames" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--checkpoint=/nonexistent/run"], "/nonexistent/run"),
+    (["--prompts=abc"], "'abc' is malformed"),
+    (["--prompts= "], "--prompts is empty"),
+    (["--prompts=4:a red circle moving left"], "no prompt at frame 0"),
+    (["--chunk=3"], "--chunk=3"),
+    (["--output=x.avi"], "'.avi'"),
+])
+def test_bad_inputs_exit_2_with_a_message_naming_the_value(checkpoint, tmp_path, args, needle):
+    base = {"--checkpoint": checkpoint, "--output": str(tmp_path / "o.gif"), "--num_frames": "4"}
+    for a in args:
+        base[a.split("=")[0]] = a.split("=", 1)[1]
+    r = run_cli(*[f"{k}={v}" for k, v in base.items()])
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert needle in r.stderr
