@@ -9,19 +9,11 @@ among what the model was trained for. Bad inputs exit with code 2 and a message 
 """
 from __future__ import annotations
 
-import os
-import sys
-
 from absl import app, flags
 
-from streamdit_jax.data.pipeline import float_to_frames
-from streamdit_jax.models.autoencoder import PatchAutoencoder
-from streamdit_jax.partition import Partition
-from streamdit_jax.sampling.stream import Streamer, normalize_schedule
+from experiments.streaming import BUNDLED, build_streamer, fail
+from streamdit_jax.sampling.stream import normalize_schedule
 from streamdit_jax.sampling.video_io import ProgressiveWriter
-from streamdit_jax.training.restore import CheckpointError, load_for_inference
-
-BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "shapes_small")
 
 flags.DEFINE_string("checkpoint", BUNDLED, "Training workdir holding checkpoints/ (default: the bundled one).")
 flags.DEFINE_string("prompts", "0:a red circle moving left;64:a blue square moving up",
@@ -35,11 +27,6 @@ flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as 
 flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (<= 1: off).")
 flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
 FLAGS = flags.FLAGS
-
-
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def parse_prompts(text: str) -> dict[int, str]:
@@ -67,21 +54,8 @@ def main(argv):
         writer = ProgressiveWriter(FLAGS.output, fps=FLAGS.fps)
     except ValueError as e:
         fail(str(e))
-    try:
-        cfg, graphdef, params = load_for_inference(FLAGS.checkpoint)
-    except CheckpointError as e:
-        fail(str(e))
-    if FLAGS.chunk not in cfg.chunk_sizes:
-        fail(f"--chunk={FLAGS.chunk} is not a chunk size this model was trained with: {tuple(cfg.chunk_sizes)}")
-    K = cfg.reference_frames if FLAGS.reference_frames is None else FLAGS.reference_frames
-    try:
-        partition = Partition.from_buffer(cfg.buffer_len, FLAGS.chunk, FLAGS.steps_per_chunk, K)
-    except ValueError as e:
-        fail(f"invalid partition: {e}")
-    ae = PatchAutoencoder(cfg.autoencoder_factor)
-    latent = ae.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
-    streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(ae.decode(lat)),
-                        schedule=cfg.schedule, guidance_scale=FLAGS.guidance)
+    _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
+                                 FLAGS.guidance)
     from tqdm import tqdm
     total = FLAGS.num_frames or None
     bar = tqdm(total=total, unit="frame", desc="stream")

@@ -77,3 +77,30 @@ def test_bad_inputs_exit_2_with_a_message_naming_the_value(checkpoint, tmp_path,
     r = run_cli(*[f"{k}={v}" for k, v in base.items()])
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert needle in r.stderr
+
+
+def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint, tmp_path):
+    schedules = tmp_path / "s.jsonl"
+    schedules.write_text('{"seed": 1, "num_frames": 12, "prompts": {"0": "a red circle moving left", '
+                         '"6": "a blue circle moving left"}}\n{"seed": 2, "num_frames": 8, "prompts": '
+                         '{"0": "a white square moving up"}}\n')
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--checkpoint={checkpoint}",
+                        f"--schedules={schedules}", f"--output_json={out}", "--steps_per_chunk=1", "--window=4"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+    result = json.loads(out.read_text())
+    for key in ("present", "colour", "shape", "direction", "switch_lag_frames", "drift_points", "frames_per_second"):
+        assert key in result
+    assert result["frames"] == 20 and result["videos"] == 2
+
+
+def test_evaluate_cli_rejects_a_malformed_schedule_line_naming_it(checkpoint, tmp_path):
+    schedules = tmp_path / "bad.jsonl"
+    schedules.write_text('{"seed": 1, "num_frames": 12, "prompts": {"0": "a red circle moving left"}}\nnot json\n')
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--checkpoint={checkpoint}",
+                        f"--schedules={schedules}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "line 2" in r.stderr

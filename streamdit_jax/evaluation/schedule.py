@@ -130,3 +130,25 @@ def switches(captions: Sequence[str]) -> list[Switch]:
                     changes.append((j, attribute))
         out.append(Switch(f, tuple(changes)))
     return out
+
+
+def random_schedule(seed: int, num_frames: int = 256, switch_every: int = 64) -> dict[int, str]:
+    """A one-object prompt schedule of the shapes-world grammar: a random first prompt, then every ``switch_every``
+    frames ONE attribute (shape, colour or motion) changes to a different value, as in the world itself."""
+    rng = np.random.default_rng(seed)
+    pools = (shapes.SHAPES, shapes.COLOURS, shapes.MOTIONS)
+    current = [str(rng.choice(pool)) for pool in pools]
+    schedule = {}
+    for frame in range(0, num_frames, switch_every):
+        if frame:
+            which = int(rng.integers(3))
+            current[which] = str(rng.choice([v for v in pools[which] if v != current[which]]))
+        shape, colour, motion = current
+        schedule[frame] = f"a {colour} {shape} moving {motion}"
+    return schedule
+
+
+def default_schedules(count: int = 20, num_frames: int = 256, switch_every: int = 64) -> list[dict]:
+    """The evaluator's default benchmark: ``count`` seeded random schedules (seeds 0..count-1)."""
+    return [{"seed": s, "num_frames": num_frames, "prompts": random_schedule(s, num_frames, switch_every)}
+            for s in range(count)]
