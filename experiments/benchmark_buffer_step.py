@@ -24,9 +24,6 @@ from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, model_denoise_fn
 from streamdit_jax.flow import gaussian_noise
 
-# latent [F, H, W] per config at a 16-frame buffer (channels come from the model config)
-DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
-
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["tiny", "small"], "Model configs to benchmark.")
 flags.DEFINE_integer("buffer_len", 16, "Buffer length B in latent frames.")
@@ -43,11 +40,10 @@ flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown file to append the tabl
 
 
 def bench_config(name: str, peak: float):
-    overrides = {k: v for k, v in (("dtype", FLAGS.dtype), ("param_dtype", FLAGS.param_dtype),
-                                   ("attention_impl", FLAGS.attention_impl)) if v}
+    overrides = benchmarking.model_overrides(FLAGS.dtype, FLAGS.param_dtype, FLAGS.attention_impl)
     cfg = get_model_config(name, remat=False, **overrides)
     partition = Partition.from_buffer(FLAGS.buffer_len, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames)
-    h, w = DEFAULT_LATENT.get(name, (16, 16))
+    h, w = benchmarking.DEFAULT_LATENT.get(name, (16, 16))
     latent = (FLAGS.batch, partition.B, h, w, cfg.latent_channels)
     graphdef, params = create_model(cfg, seed=0)
     n_params = parallel.num_params(params)

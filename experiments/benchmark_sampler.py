@@ -30,8 +30,6 @@ from streamdit_jax.models.factory import create_model
 from streamdit_jax.partition import Partition, micro_step_table
 from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, make_stream_start, model_denoise_fn
 
-DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
-
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "tiny", "Model config.")
 flags.DEFINE_integer("buffer_len", 16, "Buffer length B.")
@@ -78,15 +76,14 @@ def python_loop_step(denoise, partition, table):
 
 def main(argv):
     del argv
-    overrides = {k: v for k, v in (("dtype", FLAGS.dtype), ("param_dtype", FLAGS.param_dtype),
-                                   ("attention_impl", FLAGS.attention_impl)) if v}
+    overrides = benchmarking.model_overrides(FLAGS.dtype, FLAGS.param_dtype, FLAGS.attention_impl)
     cfg = get_model_config(FLAGS.config, remat=False, **overrides)
     peak, peak_desc = benchmarking.matmul_peak()
     print(f"{benchmarking.machine()}\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({peak_desc})")
     graphdef, params = create_model(cfg, seed=0)
     tokens = jnp.asarray(nnx.merge(graphdef, params).tokenize(["a red circle moving left"]))
     cond = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))(params, tokens)
-    h, w = DEFAULT_LATENT.get(FLAGS.config, (16, 16))
+    h, w = benchmarking.DEFAULT_LATENT.get(FLAGS.config, (16, 16))
     like = jnp.zeros((1, FLAGS.buffer_len, h, w, cfg.latent_channels), jnp.float32)
     partition = Partition.from_buffer(FLAGS.buffer_len, FLAGS.chunk, FLAGS.steps_per_chunk)
     traces = []

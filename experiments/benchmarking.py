@@ -14,6 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# latent [H, W] per model config at a 16-frame buffer (channels come from the model config)
+DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
+
+
+def model_overrides(dtype=None, param_dtype=None, attention_impl=None) -> dict:
+    """ModelConfig overrides from benchmark flags, skipping the unset ones."""
+    return {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype), ("attention_impl", attention_impl)) if v}
 
 
 def git_revision() -> str:

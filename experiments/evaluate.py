@@ -15,18 +15,14 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments.streaming import BUNDLED, build_streamer, fail
+from experiments.streaming import build_streamer, define_stream_flags, fail
 from streamdit_jax.evaluation import evaluate_many, format_table
 from streamdit_jax.evaluation.schedule import default_schedules
 from streamdit_jax.sampling.stream import normalize_schedule
 
-flags.DEFINE_string("checkpoint", BUNDLED, "Training workdir holding checkpoints/ (default: the bundled one).")
+define_stream_flags()
 flags.DEFINE_string("schedules", "", "JSONL of {seed, num_frames, prompts}; '' = 20 random schedules.")
 flags.DEFINE_string("output_json", "", "Where to write the results ('' = do not write).")
-flags.DEFINE_integer("chunk", 2, "Chunk size c.")
-flags.DEFINE_integer("steps_per_chunk", 4, "Micro steps s per macro step.")
-flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
-flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (<= 1: off).")
 flags.DEFINE_integer("window", 64, "Frames per window for the drift metrics.")
 FLAGS = flags.FLAGS
 

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from experiments.streaming import BUNDLED, build_streamer, fail
+from experiments.streaming import build_streamer, define_stream_flags, fail
 from streamdit_jax.sampling.stream import normalize_schedule
 from streamdit_jax.sampling.video_io import ProgressiveWriter
 
-flags.DEFINE_string("checkpoint", BUNDLED, "Training workdir holding checkpoints/ (default: the bundled one).")
+define_stream_flags()
 flags.DEFINE_string("prompts", "0:a red circle moving left;64:a blue square moving up",
                     "Prompt schedule 'frame:prompt;frame:prompt' (frame 0 required).")
 flags.DEFINE_integer("num_frames", 256, "Frames to stream (0 = until Ctrl-C).")
 flags.DEFINE_string("output", "stream.mp4", "Output video (.mp4 or .gif), written progressively.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
-flags.DEFINE_integer("chunk", 2, "Chunk size c (must be one the model was trained with).")
-flags.DEFINE_integer("steps_per_chunk", 4, "Micro steps s per macro step.")
-flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
-flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (<= 1: off).")
 flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
 FLAGS = flags.FLAGS
 

@@ -13,6 +13,16 @@ from streamdit_jax.training.restore import CheckpointError, load_for_inference
 BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "shapes_small")
 
 
+def define_stream_flags() -> None:
+    """The checkpoint, partition and guidance flags shared by experiments.stream and experiments.evaluate."""
+    from absl import flags
+    flags.DEFINE_string("checkpoint", BUNDLED, "Training workdir holding checkpoints/ (default: the bundled one).")
+    flags.DEFINE_integer("chunk", 2, "Chunk size c (must be one the model was trained with).")
+    flags.DEFINE_integer("steps_per_chunk", 4, "Micro steps s per macro step.")
+    flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
+    flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (<= 1: off).")
+
+
 def fail(message: str) -> None:
     """Bad user input: message on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
