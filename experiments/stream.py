@@ -4,16 +4,20 @@ r"""Stream video from a trained StreamDiT checkpoint, with a live prompt schedul
       --num_frames=256 --output=out.mp4
 
 --num_frames=0 streams until Ctrl-C. The output (.mp4 or .gif) is written progressively, so a killed run leaves a
-playable file. The partition (--chunk, --steps_per_chunk, --reference_frames) and --guidance are chosen at run time
+playable file. --input_video streams video-to-video: the buffer is filled with the input's frames noised to each
+chunk's level, and frames are generated below noise level --strength (1 ignores the input). The partition (--chunk, --steps_per_chunk, --reference_frames) and --guidance are chosen at run time
 among what the model was trained for. Bad inputs exit with code 2 and a message naming the value.
 """
 from __future__ import annotations
 
+import numpy as np
 from absl import app, flags
 
 from experiments.streaming import build_streamer, define_stream_flags, fail
 from streamdit_jax.sampling.stream import normalize_schedule
-from streamdit_jax.sampling.video_io import ProgressiveWriter
+from streamdit_jax.data.pipeline import frames_to_float
+from streamdit_jax.models.autoencoder import PatchAutoencoder
+from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
 
 define_stream_flags()
 flags.DEFINE_string("prompts", "0:a red circle moving left;64:a blue square moving up",
@@ -22,6 +26,8 @@ flags.DEFINE_integer("num_frames", 256, "Frames to stream (0 = until Ctrl-C).")
 flags.DEFINE_string("output", "stream.mp4", "Output video (.mp4 or .gif), written progressively.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
+flags.DEFINE_string("input_video", "", "Video-to-video: an input video (.mp4, .gif, ...) to restyle by the prompts.")
+flags.DEFINE_float("strength", 0.6, "Video-to-video: noise level in (0, 1] below which frames are generated.")
 FLAGS = flags.FLAGS
 
 
@@ -50,13 +56,25 @@ def main(argv):
         writer = ProgressiveWriter(FLAGS.output, fps=FLAGS.fps)
     except ValueError as e:
         fail(str(e))
-    _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                 FLAGS.guidance)
+    if FLAGS.input_video and not 0.0 < FLAGS.strength <= 1.0:
+        fail(f"--strength={FLAGS.strength} must be in (0, 1]")
+    cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
+                                   FLAGS.guidance)
+    video = None
+    if FLAGS.input_video:
+        try:
+            frames = read_video(FLAGS.input_video, cfg.data.frame_size, FLAGS.num_frames or None)
+        except ValueError as e:
+            fail(f"--input_video: {e}")
+        video = np.asarray(PatchAutoencoder(cfg.autoencoder_factor).encode(frames_to_float(frames)))
+        print(f"video-to-video from {FLAGS.input_video}: {len(frames)} frames at strength {FLAGS.strength}")
     from tqdm import tqdm
     total = FLAGS.num_frames or None
+    if video is not None:
+        total = len(video) if total is None else min(total, len(video))
     bar = tqdm(total=total, unit="frame", desc="stream")
     try:
-        for frames in streamer.frames(schedule, total, FLAGS.seed):
+        for frames in streamer.frames(schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
             writer.write(frames)
             bar.update(len(frames))
     except KeyboardInterrupt:

@@ -169,3 +169,9 @@ def test_remat_changes_neither_outputs_nor_gradients():
     np.testing.assert_allclose(float(l0), float(l1), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-4)
+
+
+def test_a_width_narrower_than_a_patch_is_rejected_because_the_velocity_head_would_be_rank_deficient():
+    with pytest.raises(ValueError, match=r"width=128 .* = 192"):
+        get_model_config("tiny", latent_channels=48, width=128, num_heads=4)
+    assert get_model_config("tiny", latent_channels=48, width=192, num_heads=4).patch_dim == 192

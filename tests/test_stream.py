@@ -87,3 +87,54 @@ def test_reference_frames_stream_first_and_count_towards_num_frames():
 def test_bad_schedules_raise_errors_naming_the_entry(schedule, needle):
     with pytest.raises(ValueError, match=needle):
         normalize_schedule(schedule)
+
+
+def test_inject_guide_replaces_exactly_the_slots_noisier_than_strength_by_the_noised_input():
+    import jax
+    import jax.numpy as jnp
+    tau = jnp.asarray([1.0, 0.75, 0.5, 0.25, 0.0])  # data levels (Eq. 2: tau 0 = noise); noise levels 1 - tau
+    latents = jnp.full((1, 5, 8, 8, 3), 7.0)
+    guide = jnp.ones((1, 5, 8, 8, 3))
+    state = buffer.BufferState(latents, jnp.zeros(5), jnp.zeros((), jnp.int32), jax.random.key(0))
+    out = np.asarray(buffer.inject_guide(state, guide, 0.5, tau).latents)
+    np.testing.assert_array_equal(out[:, :3], latents[:, :3])  # noise level <= strength: the model's
+    t = np.asarray(tau[3:])[None, :, None, None, None]
+    noise = (out[:, 3:] - t) / (1 - (1 - 1e-5) * t)  # Eq. 5 with X1 = 1, inverted: what remains is the noise
+    assert abs(noise.mean()) < 0.15 and 0.85 < noise.std() < 1.15
+    np.testing.assert_array_equal(buffer.inject_guide(state, guide, 1.0, tau).latents, latents)  # strength 1: none
+
+
+def test_video_to_video_emits_the_input_length_deterministically_and_depends_on_the_input(streamer):
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(-1, 1, (40, 4, 4, 12)).astype(np.float32) for _ in range(2))
+    run = lambda video: np.concatenate(list(streamer.latents("a red circle moving left", None, seed=2, video=video,
+                                                             strength=0.3)))
+    out_a = run(a)
+    assert out_a.shape == (40, 4, 4, 12)  # ends with the input
+    np.testing.assert_array_equal(out_a, run(a))
+    assert not np.allclose(out_a[-8:], run(b)[-8:])  # the input is re-injected to the end, not just at the start
+
+
+def test_video_to_video_keeps_the_input_above_strength_and_drops_it_at_strength_one(monkeypatch):
+    """With a zero velocity nothing is generated, so every emitted frame is exactly what was injected: the input
+    noised to its chunk's last level (strength below every level), or fresh noise once the start has left (1)."""
+    import jax.numpy as jnp
+    monkeypatch.setattr("streamdit_jax.sampling.stream.model_denoise_fn",
+                        lambda graphdef: lambda params, x, tau, cond, frames: jnp.zeros_like(x))
+    s = make_streamer(Partition.from_buffer(8, 2, 1))  # tau at a macro step's start: 3/4, 1/2, 1/4, 0
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(-1, 1, (40, 4, 4, 12)).astype(np.float32) for _ in range(2))
+    run = lambda video, strength: np.concatenate(list(s.latents("x", None, seed=2, video=video, strength=strength)))
+    out = run(a, 0.1)
+    noise = (out - 0.75 * a) / (1 - (1 - 1e-5) * 0.75)  # Eq. 5 at tau = 3/4, inverted
+    assert abs(noise.mean()) < 0.1 and 0.9 < noise.std() < 1.1
+    assert np.corrcoef(out.ravel(), a.ravel())[0, 1] > 0.7
+    np.testing.assert_array_equal(run(a, 1.0)[8:], run(b, 1.0)[8:])
+    assert not np.allclose(run(a, 1.0)[:8], run(b, 1.0)[:8])  # the start was filled from the input
+
+
+def test_video_to_video_rejects_mismatched_latents_and_strength(streamer):
+    with pytest.raises(ValueError, match=r"\[4, 4, 12\]"):
+        next(streamer.latents("x", None, video=np.zeros((8, 4, 4, 3), np.float32)))
+    with pytest.raises(ValueError, match="strength=0"):
+        next(streamer.latents("x", None, video=np.zeros((8, 4, 4, 12), np.float32), strength=0.0))

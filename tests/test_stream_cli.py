@@ -69,6 +69,9 @@ def test_gif_output_has_exactly_num_frames(checkpoint, tmp_path):
     (["--prompts=4:a red circle moving left"], "no prompt at frame 0"),
     (["--chunk=3"], "--chunk=3"),
     (["--output=x.avi"], "'.avi'"),
+    (["--input_video=/nonexistent/in.mp4"], "/nonexistent/in.mp4"),
+    (["--input_video=README.md"], "README.md"),
+    (["--input_video=README.md", "--strength=1.5"], "--strength=1.5"),
 ])
 def test_bad_inputs_exit_2_with_a_message_naming_the_value(checkpoint, tmp_path, args, needle):
     base = {"--checkpoint": checkpoint, "--output": str(tmp_path / "o.gif"), "--num_frames": "4"}
@@ -104,3 +107,45 @@ def test_evaluate_cli_rejects_a_malformed_schedule_line_naming_it(checkpoint, tm
     r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--checkpoint={checkpoint}",
                         f"--schedules={schedules}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "line 2" in r.stderr
+
+
+def test_a_checkpoint_whose_config_does_not_match_this_code_exits_2_naming_it(checkpoint, tmp_path):
+    import json
+    import shutil
+    bad = tmp_path / "bad_ckpt"
+    shutil.copytree(checkpoint, bad)
+    configs = [p for p in bad.rglob("*") if p.is_file() and p.parent.name == "config" and p.name == "metadata"]
+    assert configs, list(bad.rglob("*"))
+    for p in configs:  # a config from another version of the code: an unknown key
+        d = json.loads(p.read_text())
+        d["model"]["attention_dropout"] = 0.1
+        p.write_text(json.dumps(d))
+    r = run_cli(f"--checkpoint={bad}", f"--output={tmp_path / 'o.gif'}", "--num_frames=4")
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "does not match" in r.stderr and "attention_dropout" in r.stderr
+
+
+def test_a_checkpoint_whose_arrays_do_not_match_its_config_exits_2(checkpoint, tmp_path):
+    import json
+    import shutil
+    bad = tmp_path / "wide_ckpt"
+    shutil.copytree(checkpoint, bad)
+    for p in [p for p in bad.rglob("*") if p.is_file() and p.parent.name == "config" and p.name == "metadata"]:
+        d = json.loads(p.read_text())
+        d["model"]["width"] = 64  # the stored arrays are width 48
+        p.write_text(json.dumps(d))
+    r = run_cli(f"--checkpoint={bad}", f"--output={tmp_path / 'o.gif'}", "--num_frames=4")
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "do not match" in r.stderr
+
+
+def test_video_to_video_cli_restyles_an_input_gif_and_stops_with_it(checkpoint, tmp_path):
+    from streamdit_jax.data import shapes
+    clip = shapes.render(3, 11, shapes.ShapesWorldConfig(frame_size=16))
+    src = tmp_path / "in.gif"
+    iio.imwrite(src, clip.frames, duration=100, loop=0)
+    out = tmp_path / "v2v.gif"
+    r = run_cli(f"--checkpoint={checkpoint}", "--prompts=0:a blue square moving up", f"--input_video={src}",
+                "--num_frames=0", "--strength=0.5", f"--output={out}", "--steps_per_chunk=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert iio.imread(out).shape == (11, 16, 16, 3) and "video-to-video" in r.stdout

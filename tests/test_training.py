@@ -133,3 +133,13 @@ def test_train_cli_rejects_unknown_override_and_bad_chunk_set_with_named_errors(
     assert r.returncode != 0 and "bogus_key" in r.stderr
     r = subprocess.run(base + ["--config.chunk_sizes=(1,3)"], cwd=REPO, capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "chunk sizes [3]" in r.stderr
+
+
+def test_ema_warmup_follows_the_params_early_and_reaches_the_configured_decay():
+    cfg = TrainConfig(ema_decay=0.998, autoencoder_factor=0)
+    decay = lambda step, c=cfg: float(steps.ema_decay_at(c, step))
+    assert decay(0) == pytest.approx(0.1) and decay(90) == pytest.approx(0.91)
+    assert decay(100_000) == pytest.approx(0.998)
+    # what is left of the random init after 1,400 updates: ~6% with a constant 0.998, ~0 with the warm-up
+    left = lambda c: float(np.prod([1.0 * steps.ema_decay_at(c, s) for s in range(1400)]))
+    assert left(cfg) < 1e-3 < 0.05 < left(TrainConfig(ema_decay=0.998, ema_warmup=False, autoencoder_factor=0))

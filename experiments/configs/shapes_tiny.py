@@ -22,6 +22,7 @@ def get_config(arg=None):
     c.schedule = ConfigDict(dict(kind="linear", param=1.0))
     c.text_dropout = 0.1
     c.ema_decay = 0.99
+    c.ema_warmup = True
     c.autoencoder_factor = 2
     c.batch_size = 8
     c.total_steps = 100

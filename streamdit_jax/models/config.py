@@ -47,6 +47,13 @@ class ModelConfig:
             raise ValueError(f"width={self.width} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2 or self.head_dim < 6:
             raise ValueError(f"head_dim={self.head_dim} must be even and >= 6 for 3D RoPE")
+        if self.patch_dim > self.width:
+            # The final linear layer maps width -> patch_dim, so its output has rank <= width: the velocity can
+            # never carry the noise in the other patch_dim - width directions, and the sampler leaves them as
+            # unit-variance noise in every generated frame (what a width-128 model on 192-dim patches did).
+            raise ValueError(f"width={self.width} is narrower than a patch's latent values (patch={self.patch} x "
+                             f"latent_channels={self.latent_channels} = {self.patch_dim}): the velocity head would be "
+                             f"rank-deficient; use width >= {self.patch_dim} or a smaller patch")
         if self.patch[0] != 1:
             raise ValueError(f"patch={self.patch}: the temporal patch must be 1 so that every latent frame keeps its "
                              f"own noise level tau (per-frame conditioning, Sec. 4.1)")

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.partition import NoiseSchedule, Partition
-from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
+from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, make_v2v_start, model_denoise_fn
 
 Schedule = Union[str, Mapping[int, str]]
 
@@ -76,6 +76,7 @@ class Streamer:
         denoise = model_denoise_fn(graphdef)
         self._start = make_stream_start(denoise, partition, schedule)
         self._step = make_buffer_step(denoise, partition, schedule)
+        self._v2v_start = make_v2v_start(partition, schedule)
         self._encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
         self._tokenize = nnx.merge(graphdef, params).tokenize
         self._like = jnp.zeros((1, partition.B) + tuple(latent_frame_shape), jnp.float32)
@@ -93,17 +94,41 @@ class Streamer:
     def _null(self):
         return self._cond("") if self.guidance else None
 
-    def latents(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0) -> Iterator[np.ndarray]:
-        """Latent chunks [n, h, w, C] in stream order (the K reference frames first), until num_frames (None: forever)."""
+    def _guide(self, video: np.ndarray, step: int) -> jax.Array:
+        """[1, B, h, w, C]: the input video's latents for the buffer slots at macro step ``step`` (slot i holds
+        stream frame step * c + i), the last input frame repeated past the video's end."""
+        idx = np.minimum(step * self.partition.c + np.arange(self.partition.B), len(video) - 1)
+        return jnp.asarray(video[idx][None], jnp.float32)
+
+    def latents(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0, *,
+                video: Optional[np.ndarray] = None, strength: float = 0.6) -> Iterator[np.ndarray]:
+        """Latent chunks [n, h, w, C] in stream order (the K reference frames first), until num_frames (None: forever).
+
+        ``video`` (latents [T, h, w, C]) streams video-to-video: the buffer starts from the input noised to each
+        chunk's level and every macro step re-injects it above noise level ``strength`` (buffer.inject_guide); the
+        stream then ends with the input (at most T frames).
+        """
         items = normalize_schedule(schedule)
+        if video is not None:
+            video = np.asarray(video)
+            if video.ndim != 4 or video.shape[1:] != self._like.shape[2:] or len(video) < 1:
+                raise ValueError(f"input video latents have shape {video.shape}; expected [T >= 1] + "
+                                 f"{list(self._like.shape[2:])}")
+            if not 0.0 < strength <= 1.0:
+                raise ValueError(f"strength={strength} must be in (0, 1]")
+            num_frames = len(video) if num_frames is None else min(num_frames, len(video))
         starts = [f for f, _ in items]
         prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
         c, K = self.partition.c, self.partition.K
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()
         self.stats = StreamStats()
-        state, refs = self._start(self.params, jax.random.key(seed), self._like, self._cond(prompt_at(0)),
-                                  self._null(), w)
+        if video is None:
+            state, refs = self._start(self.params, jax.random.key(seed), self._like, self._cond(prompt_at(0)),
+                                      self._null(), w)
+        else:
+            state, refs = self._v2v_start(jax.random.key(seed), self._guide(video, 0))
+        step = 0
         emitted = 0
         if K:
             first = np.asarray(refs[0])
@@ -112,7 +137,9 @@ class Streamer:
             yield first[: num_frames]
         while num_frames is None or emitted < num_frames:
             t = time.perf_counter()
-            state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w)
+            extra = () if video is None else (self._guide(video, step), jnp.float32(strength))
+            state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w, *extra)
+            step += 1
             chunk = np.asarray(chunk[0])  # waits for the device
             self.stats.chunk_seconds.append(time.perf_counter() - t)
             if emitted == 0:
@@ -121,15 +148,17 @@ class Streamer:
             emitted += take
             yield chunk[:take]
 
-    def frames(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0) -> Iterator[np.ndarray]:
-        """uint8 frame chunks [n, H, W, 3]; denoising runs ahead on a background thread (bounded queue)."""
+    def frames(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0, *,
+               video: Optional[np.ndarray] = None, strength: float = 0.6) -> Iterator[np.ndarray]:
+        """uint8 frame chunks [n, H, W, 3]; denoising runs ahead on a background thread (bounded queue).
+        ``video``/``strength``: video-to-video, as in ``latents``."""
         latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
         done = object()
 
         def produce():
             try:
-                for lat in self.latents(schedule, num_frames, seed):
+                for lat in self.latents(schedule, num_frames, seed, video=video, strength=strength):
                     while not stop.is_set():
                         try:
                             latent_q.put(lat, timeout=0.1)

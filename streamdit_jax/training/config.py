@@ -50,6 +50,7 @@ class TrainConfig:
     schedule: NoiseSchedule = NoiseSchedule()
     text_dropout: float = 0.1
     ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)); see steps.ema_decay_at
     # patch autoencoder: frames HxWx3 -> latents H/f x W/f x 3f^2; 0 = batches carry precomputed "latents"
     autoencoder_factor: int = 2
     batch_size: int = 8  # global
