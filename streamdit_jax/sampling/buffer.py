@@ -49,7 +49,7 @@ def guided_velocity(denoise_fn: DenoiseFn, params, x, tau, cond, null_cond, guid
     return v_uncond + guidance_scale * (v_cond - v_uncond)
 
 
-def _integrate(denoise_fn, params, x, tau_now, tau_next, cond, null_cond, guidance_scale, frames):
+def integrate(denoise_fn, params, x, tau_now, tau_next, cond, null_cond, guidance_scale, frames):
     """Euler (Eq. 6) over the rows of (tau_now, tau_next) [steps, B] with lax.scan; returns (final x, all x)."""
 
     def micro_step(x, row):
@@ -89,7 +89,7 @@ def buffer_step(params, state: BufferState, cond, null_cond=None, guidance_scale
     frames = frame_index(state, partition)
     if guide is not None:
         state = inject_guide(state, guide, strength, jnp.asarray(table.tau_now[0]))
-    x, _ = _integrate(denoise_fn, params, state.latents, jnp.asarray(table.tau_now), jnp.asarray(table.tau_next),
+    x, _ = integrate(denoise_fn, params, state.latents, jnp.asarray(table.tau_now), jnp.asarray(table.tau_next),
                       cond, null_cond, guidance_scale, frames)
     chunk = x[:, K:K + c]
     references = jnp.concatenate([x[:, :K], chunk], axis=1)[:, c:] if K else x[:, :0]
@@ -125,7 +125,7 @@ def t2v_trajectory(denoise_fn: DenoiseFn, params, noise, cond, null_cond=None, g
     uniform = Partition.uniform(noise.shape[1], steps)
     table = micro_step_table(uniform, schedule)
     frames = jnp.arange(noise.shape[1], dtype=jnp.int32)
-    _, xs = _integrate(denoise_fn, params, noise, jnp.asarray(table.tau_now), jnp.asarray(table.tau_next),
+    _, xs = integrate(denoise_fn, params, noise, jnp.asarray(table.tau_now), jnp.asarray(table.tau_next),
                        cond, null_cond, guidance_scale, frames)
     return jnp.concatenate([noise[None], xs], axis=0)
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 
 from streamdit_jax.models.config import ModelConfig, TextEncoderConfig, get_model_config
 from streamdit_jax.parallel import MeshConfig
-from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule
+from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,28 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Multistep distillation (Sec. 4.2, STREAMDIT.md section 7): the frozen teacher's ``steps_per_chunk`` guided
+    micro steps of the scheme (K, c, N = (B - K) / c) become ONE unguided student step per macro step.
+
+    The paper's scheme is K=0, c=2, N=8, s=16 with guidance (T = 128 steps) -> s=1 (8 steps). ``teacher`` is the
+    teacher's training workdir (the entry point's --teacher flag fills it in).
+    """
+
+    teacher: str = ""
+    chunk: int = 2
+    steps_per_chunk: int = 16
+    reference_frames: int = 0
+    guidance: float = 3.0
+
+    def __post_init__(self):
+        if self.steps_per_chunk < 1:
+            raise ValueError(f"distill.steps_per_chunk={self.steps_per_chunk} must be >= 1")
+        if self.guidance < 1.0:
+            raise ValueError(f"distill.guidance={self.guidance} must be >= 1 (1 = no guidance)")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
@@ -62,6 +84,7 @@ class TrainConfig:
     async_checkpoint: bool = True
     sample_every: int = 500  # 0 = never
     sample_steps: int = 16  # T of the uniform T2V used for the sample GIF
+    distill: Optional[DistillConfig] = None  # set: the loop distills a teacher instead of training from data
 
     def __post_init__(self):
         self.mix()  # validates chunk sizes against B - K
@@ -77,6 +100,19 @@ class TrainConfig:
         if self.autoencoder_factor and self.model.latent_channels != expected:
             raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the patch "
                              f"autoencoder (3 * factor^2 = {expected} for autoencoder_factor={self.autoencoder_factor})")
+        if self.distill is not None:
+            if self.distill.chunk not in self.chunk_sizes:
+                raise ValueError(f"distill.chunk={self.distill.chunk} is not a chunk size the teacher was trained "
+                                 f"with: {tuple(self.chunk_sizes)}")
+            self.distill_partition()  # raises naming an invalid scheme
+
+    def distill_partition(self) -> Partition:
+        """The teacher's scheme (K, N, c, s) of the distillation (the student runs the same with s = 1)."""
+        d = self.distill
+        try:
+            return Partition.from_buffer(self.buffer_len, d.chunk, d.steps_per_chunk, d.reference_frames)
+        except ValueError as e:
+            raise ValueError(f"invalid distillation scheme: {e}") from e
 
     def mix(self) -> ChunkSizeMix:
         return ChunkSizeMix(self.buffer_len, tuple(self.chunk_sizes),
@@ -111,6 +147,8 @@ class TrainConfig:
             kw["mesh"] = MeshConfig(tuple((k, int(v)) for k, v in dict(mesh).items())) if mesh else MeshConfig()
         if "schedule" in d:
             kw["schedule"] = _build(NoiseSchedule, dict(d.pop("schedule")), "schedule")
+        if d.get("distill") is not None:
+            kw["distill"] = _build(DistillConfig, dict(d.pop("distill")), "distill")
         for key in ("chunk_sizes", "chunk_probs"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])

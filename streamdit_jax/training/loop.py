@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
-from streamdit_jax.training import sampling_preview, steps
+from streamdit_jax.training import distill, restore, sampling_preview, steps
 from streamdit_jax.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def summarize(window: list[dict], chunk_sizes) -> dict:
     out = {k: float(np.mean([m[k] for m in host])) for k in ("loss", "grad_norm", "learning_rate")}
     out["finite"] = float(min(m["finite"] for m in host))
     for c in chunk_sizes:
-        n = sum(m[f"loss_c{c}_count"] for m in host)
+        n = sum(m.get(f"loss_c{c}_count", 0) for m in host)  # distillation has no per-chunk-size losses
         if n:
             out[f"loss_c{c}"] = float(sum(m[f"loss_c{c}_sum"] for m in host) / n)
     return out
@@ -105,11 +105,23 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
         log.info("resuming with changed settings: %s", changed)
 
 
+def load_teacher(cfg: TrainConfig, mesh):
+    """The distillation teacher's EMA parameters on ``mesh``; its model must be the student's."""
+    teacher_cfg, _, params = restore.load_for_inference(cfg.distill.teacher, mesh=mesh)
+    if teacher_cfg.model != cfg.model:
+        raise ConfigMismatchError(f"teacher {cfg.distill.teacher!r} is a different model than the student's config "
+                                  f"(the student starts from the teacher, so they must match)")
+    return params
+
+
 def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfig, str], Iterator],
           *, stop_after: Optional[int] = None, time_limit_s: Optional[float] = None,
           show_progress: bool = True) -> steps.TrainState:
     """Trains to ``cfg.total_steps`` (or ``stop_after`` steps / ``time_limit_s`` seconds in this call), resuming
     from WORKDIR. Stopping early for any reason (limit, SIGTERM) writes a checkpoint first.
+
+    With ``cfg.distill`` set the same loop distills: the teacher (``cfg.distill.teacher``, a training workdir) is
+    loaded onto the mesh, a fresh student starts from its EMA parameters, and every step is ``distill_step``.
 
     ``data_iterator_fn(cfg, workdir)`` returns this process's iterator of numpy batches with grain-style
     ``get_state()``/``set_state()``.
@@ -123,6 +135,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
         raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {jax.process_count()} processes")
     ckpt = Checkpointer(workdir, max_to_keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
     data = data_iterator_fn(cfg, workdir)
+    teacher = load_teacher(cfg, mesh) if cfg.distill is not None else None
     if ckpt.latest_step() is not None:
         check_resumable(ckpt.read_config(), cfg)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
@@ -131,7 +144,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
             data.set_state(data_state)
         log.info("resumed from step %d in %s", int(state.step), ckpt.directory)
     else:
-        graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
+        graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=teacher)
     step = int(state.step)
     writer = MetricsWriter(workdir, enabled=host0)
     preview = sampling_preview.Preview(cfg, graphdef, mesh) if host0 and cfg.sample_every else None
@@ -149,7 +162,11 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 local = next(data)
                 if train_step is None:  # built on the first batch: shapes come from the data
                     batch_sharding = steps.batch_shardings(mesh, local)
-                    train_step = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding)
+                    if teacher is None:
+                        train_step = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding)
+                    else:
+                        distill_step = distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding)
+                        train_step = lambda s, b: distill_step(s, teacher, b)
                 batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v) for k, v in local.items()}
                 state, metrics = train_step(state, batch)
                 window.append(metrics)

@@ -96,17 +96,9 @@ def ema_decay_at(cfg: TrainConfig, step):
     return jnp.minimum(jnp.float32(cfg.ema_decay), (1.0 + step) / (10.0 + step))
 
 
-def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
-    """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C], "tokens": [b, L]}. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
-    loop can stop with the last good parameters."""
-    rng = jax.random.fold_in(state.rng, state.step)
-    if cfg.autoencoder_factor:
-        latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
-    else:  # precomputed latents (a learned video autoencoder ran offline)
-        latents = batch["latents"].astype(jnp.float32)
-    latents = parallel.constrain(latents, ("batch", "frames_act", None, None, None))
-    (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
-        state.params, graphdef, latents, batch["tokens"], rng, cfg)
+def apply_gradients(state: TrainState, loss, grads, *, tx: optax.GradientTransformation, cfg: TrainConfig):
+    """Optimizer update + EMA (shared by training and distillation). A non-finite loss or gradient leaves the state
+    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters."""
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -117,6 +109,27 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
     new_state = jax.lax.cond(finite, lambda: updated, lambda: state)  # one branch, not a select per leaf
     metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite.astype(jnp.float32),
                "learning_rate": lr_schedule(cfg.optim, cfg.total_steps)(state.step)}
+    return new_state, metrics
+
+
+def batch_latents(batch: dict, cfg: TrainConfig) -> jax.Array:
+    """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the patch autoencoder, or {"latents"}),
+    constrained to the mesh's batch and context axes."""
+    if cfg.autoencoder_factor:
+        latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
+    else:  # precomputed latents (a learned video autoencoder ran offline)
+        latents = batch["latents"].astype(jnp.float32)
+    return parallel.constrain(latents, ("batch", "frames_act", None, None, None))
+
+
+def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
+    """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C], "tokens": [b, L]}. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
+    loop can stop with the last good parameters."""
+    rng = jax.random.fold_in(state.rng, state.step)
+    latents = batch_latents(batch, cfg)
+    (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
+        state.params, graphdef, latents, batch["tokens"], rng, cfg)
+    new_state, metrics = apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
     for c in cfg.chunk_sizes:  # loss per chunk size: how each partition of the mix is learned
         sel = (chunk == c).astype(jnp.float32)
         metrics[f"loss_c{c}_sum"], metrics[f"loss_c{c}_count"] = jnp.sum(per_example * sel), jnp.sum(sel)
@@ -143,16 +156,18 @@ def make_train_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_shard
                    donate_argnums=(0,))
 
 
-def create_train_state(cfg: TrainConfig, mesh):
-    """Model + optimizer state initialised directly sharded on ``mesh``: (graphdef, tx, state, state_shardings)."""
+def create_train_state(cfg: TrainConfig, mesh, init_params=None):
+    """Model + optimizer state initialised directly sharded on ``mesh``: (graphdef, tx, state, state_shardings).
+    ``init_params`` (e.g. a distillation teacher's, already on the mesh) replaces the random initialisation."""
     graphdef, tx, _, shardings = abstract_train_state(cfg, mesh)
 
-    def init():
-        params = nnx.to_pure_dict(nnx.split(StreamDiT(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
+    def init(given):
+        params = given if given is not None else nnx.to_pure_dict(
+            nnx.split(StreamDiT(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
         return init_train_state(params, tx, cfg.seed)
 
     with parallel.activate(mesh):
-        state = jax.jit(init, out_shardings=shardings)()
+        state = jax.jit(init, out_shardings=shardings)(init_params)
     return graphdef, tx, state, shardings
 
 

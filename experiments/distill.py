@@ -1,0 +1,89 @@
+r"""Distill a trained StreamDiT teacher into a few-step student (Sec. 4.2; STREAMDIT.md section 7).
+
+  python -m experiments.distill --config=experiments/configs/distill_shapes.py --workdir=DIR [--teacher=PATH] \
+      [--config.total_steps=10]
+
+The student's model, data and noise schedule come from the teacher's checkpoint (the student starts from the
+teacher's EMA parameters); the config gives the scheme (config.distill: chunk, steps_per_chunk, reference_frames,
+guidance) and the optimisation. Same mesh, loop, checkpoints, resume (automatic from DIR), metrics and progress as
+experiments.train. Stream or evaluate the result with --checkpoint=DIR --steps_per_chunk=1 (no --guidance).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments.streaming import BUNDLED
+from streamdit_jax import parallel
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.training.input import train_data_iterator
+from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
+from streamdit_jax.training.restore import CheckpointError
+
+config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
+flags.DEFINE_string("teacher", BUNDLED, "The teacher's training workdir (default: the bundled checkpoint).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``overrides`` on top of ``base``; nested dicts merge key by key."""
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def student_config(teacher: str, overrides: dict) -> TrainConfig:
+    """The teacher's saved config with the distillation config on top (the model always stays the teacher's)."""
+    try:
+        ckpt = Checkpointer(teacher, async_save=False)
+        if ckpt.latest_step() is None:
+            raise CheckpointError(f"teacher {teacher!r} holds no checkpoint")
+        saved = ckpt.read_config()
+        ckpt.close()
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise CheckpointError(f"teacher {teacher!r} cannot be read: {e}") from e
+    if "model" in overrides:
+        raise ValueError("a distillation config must not set `model`: the student is the teacher's model")
+    d = merge(saved, overrides)
+    d["distill"] = {**d.get("distill", {}), "teacher": teacher}
+    return TrainConfig.from_dict(d)
+
+
+def main(argv):
+    del argv
+    logging.getLogger().setLevel(logging.INFO)
+    if FLAGS.distributed:
+        parallel.initialize_distributed()
+    if not os.path.isdir(os.path.join(FLAGS.teacher, "checkpoints")):
+        fail(f"--teacher={FLAGS.teacher!r} is not a training workdir with checkpoints/")
+    try:
+        cfg = student_config(FLAGS.teacher, FLAGS.config.to_dict())
+    except (CheckpointError, ValueError, TypeError) as e:
+        fail(f"invalid distillation config: {e}")
+    logging.info("distilling %s: scheme %s, guidance %.2f -> one unguided step per macro step", FLAGS.teacher,
+                 cfg.distill_partition(), cfg.distill.guidance)
+    try:
+        train(cfg, FLAGS.workdir, train_data_iterator)
+    except (ConfigMismatchError, CheckpointError) as e:
+        fail(str(e))
+    except NonFiniteError as e:
+        logging.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,183 @@
+"""Multistep distillation: the oracle's zero loss, learning on a fixed batch, guidance in the teacher only, resume."""
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from streamdit_jax.sampling import buffer
+from streamdit_jax.training.restore import load_for_inference
+from streamdit_jax import flow, parallel
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.models import get_model_config
+from streamdit_jax.partition import NoiseSchedule, Partition, micro_step_table
+from streamdit_jax.training import distill, steps
+from streamdit_jax.training.config import DataConfig, DistillConfig, OptimConfig, TrainConfig
+from streamdit_jax.training.input import train_data_iterator
+from streamdit_jax.training.loop import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def perturb(params, seed, scale=0.2):
+    """Random offsets on every parameter (so the zero-initialised adaLN-Zero layers contribute too)."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(treedef, [x + scale * flow.gaussian_noise(k, x.shape, x.dtype)
+                                        for x, k in zip(leaves, keys)])
+
+
+def oracle(params, x, tau, cond, frames):
+    """The exact straight-path velocity towards params['target'] (Euler on it is exact for any step size)."""
+    del cond, frames
+    return flow.oracle_velocity(x, tau, params["target"])
+
+
+@pytest.mark.parametrize("schedule", [NoiseSchedule(), NoiseSchedule("shift", 3.0)])
+def test_on_the_oracle_one_student_step_lands_on_the_teachers_s_steps_and_a_random_student_does_not(schedule):
+    partition = Partition.from_buffer(8, 2, 16)  # the paper's K=0, c=2, s=16 on an 8-frame buffer
+    table = micro_step_table(partition, schedule)
+    target = jax.random.normal(jax.random.key(0), (2, 8, 3, 2, 2))
+    x = distill.segment_start(target, flow.gaussian_noise(jax.random.key(1), target.shape), table)
+    params = {"target": target}
+    teacher = distill.teacher_target(oracle, params, x, None, None, 1.0, table)
+    tau = jnp.broadcast_to(jnp.asarray(table.tau_now[0]), x.shape[:2])
+    copy = distill.distillation_loss(oracle(params, x, tau, None, None), x, teacher, table)
+    np.testing.assert_allclose(np.asarray(copy), 0.0, atol=1e-9)
+    random_student = jax.random.normal(jax.random.key(2), x.shape)
+    assert np.all(np.asarray(distill.distillation_loss(random_student, x, teacher, table)) > 0.5)
+
+
+def tiny_distill_config(**kw):
+    base = dict(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
+                optim=OptimConfig(learning_rate=3e-3, warmup_steps=1, weight_decay=0.0),
+                data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2),
+                buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=4, total_steps=6, log_every=1,
+                checkpoint_every=3, sample_every=0, ema_decay=0.9,
+                distill=DistillConfig(chunk=2, steps_per_chunk=2, guidance=3.0))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def fixed_batch(seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 255, (4, 8, 16, 16, 3), dtype=np.uint8)
+    from streamdit_jax.models.text import tokenize_bytes
+    tokens = tokenize_bytes(["a red circle moving left", "a blue square moving up", "", "a green triangle"], 48)
+    return {"frames": jnp.asarray(frames), "tokens": jnp.asarray(tokens)}
+
+
+def test_distillation_loss_decreases_over_20_steps_on_a_fixed_batch():
+    cfg = tiny_distill_config(total_steps=20)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
+    teacher = perturb(state.params, 3)  # a teacher unlike the student
+    batch = fixed_batch()
+    step = jax.jit(lambda s, b: distill.distill_step(s, teacher, b, graphdef=graphdef, tx=tx, cfg=cfg))
+    losses = []
+    for _ in range(20):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_the_teacher_is_guided_and_the_student_is_one_conditional_call():
+    cfg = tiny_distill_config()
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    graphdef, _, state, _ = steps.create_train_state(cfg, mesh)
+    student_params, teacher_params = perturb(state.params, 4), perturb(state.params, 5)
+    batch = fixed_batch()
+    latents = steps.batch_latents(batch, cfg)
+    rng = jax.random.key(6)
+    _, per_example = distill.distill_loss(student_params, teacher_params, graphdef, latents, batch["tokens"], rng, cfg)
+    # the same loss by hand: the teacher's s=2 micro steps WITH guidance w=3, the student's plain conditional call
+    table = micro_step_table(cfg.distill_partition(), cfg.schedule)
+    x = distill.segment_start(latents, flow.gaussian_noise(rng, latents.shape), table)
+    teacher, student = nnx.merge(graphdef, teacher_params), nnx.merge(graphdef, student_params)
+    null_tokens = steps.drop_text(rng, batch["tokens"], 1.0)
+    denoise = buffer.model_denoise_fn(graphdef)
+    target = distill.teacher_target(denoise, teacher_params, x, teacher.encode_text(batch["tokens"]),
+                                    teacher.encode_text(null_tokens), 3.0, table)
+    tau = jnp.broadcast_to(jnp.asarray(table.tau_now[0]), x.shape[:2])
+    cond = student.encode_text(batch["tokens"])
+    expected = distill.distillation_loss(student(x, tau, *cond), x, target, table)
+    np.testing.assert_allclose(np.asarray(per_example), np.asarray(expected), rtol=1e-4, atol=1e-6)
+    # ... and not with an unguided teacher, nor with a guided student
+    unguided = distill.teacher_target(denoise, teacher_params, x, teacher.encode_text(batch["tokens"]), None, 1.0,
+                                      table)
+    assert not np.allclose(np.asarray(distill.distillation_loss(student(x, tau, *cond), x, unguided, table)),
+                           np.asarray(per_example), rtol=1e-3)
+    frames = jnp.arange(x.shape[1])
+    guided_student = buffer.guided_velocity(denoise, student_params, x, tau, cond,
+                                            student.encode_text(null_tokens), 3.0, frames)
+    assert not np.allclose(np.asarray(distill.distillation_loss(guided_student, x, target, table)),
+                           np.asarray(per_example), rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A tiny teacher checkpoint written by the real Checkpointer (random weights: distillation mechanics only)."""
+    workdir = str(tmp_path_factory.mktemp("teacher"))
+    cfg = tiny_distill_config(distill=None)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    _, _, state, _ = steps.create_train_state(cfg, mesh)
+    state = state.replace(ema_params=perturb(state.ema_params, 7))
+    ck = Checkpointer(workdir, async_save=False)
+    ck.save(0, state, cfg.to_dict(), {})
+    ck.close()
+    return workdir
+
+
+def test_distill_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, teacher_dir):
+    data_dir = str(tmp_path / "data")
+    cfg = tiny_distill_config(data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2,
+                                              data_dir=data_dir),
+                              distill=DistillConfig(teacher=teacher_dir, chunk=2, steps_per_chunk=2, guidance=3.0))
+    straight = train(cfg, str(tmp_path / "straight"), train_data_iterator, show_progress=False)
+    train(cfg, str(tmp_path / "resumed"), train_data_iterator, stop_after=4, show_progress=False)
+    for step in os.listdir(tmp_path / "resumed" / "checkpoints"):
+        if step.isdigit() and int(step) > 3:
+            shutil.rmtree(tmp_path / "resumed" / "checkpoints" / step)
+    resumed = train(cfg, str(tmp_path / "resumed"), train_data_iterator, show_progress=False)
+    assert int(resumed.step) == int(straight.step) == 6
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # the student started from the teacher's EMA parameters (not from a random init) and moved away from them
+    _, _, teacher = load_for_inference(teacher_dir)
+    dist = lambda a, b: float(sum(np.sum((np.asarray(x) - np.asarray(y)) ** 2)
+                                  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    random_init = steps.create_train_state(cfg, mesh)[2].params
+    assert 0 < dist(straight.params, teacher) < 0.25 * dist(random_init, teacher)
+
+
+def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teacher_dir):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    work = tmp_path / "student"
+    r = subprocess.run([sys.executable, "-m", "experiments.distill",
+                        "--config=experiments/configs/distill_shapes.py", f"--workdir={work}",
+                        f"--teacher={teacher_dir}", "--config.total_steps=3", "--config.batch_size=2",
+                        "--config.distill.steps_per_chunk=2", "--config.data.num_clips=8"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (work / "checkpoints" / "3").is_dir()
+    r = subprocess.run([sys.executable, "-m", "experiments.stream", f"--checkpoint={work}", "--num_frames=6",
+                        "--steps_per_chunk=1", f"--output={tmp_path / 's.gif'}"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_distill_cli_rejects_a_missing_teacher_and_an_invalid_scheme(tmp_path, teacher_dir):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "experiments.distill",
+                                     "--config=experiments/configs/distill_shapes.py", f"--workdir={tmp_path}/w", *a],
+                                    cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = run("--teacher=/nonexistent/teacher")
+    assert r.returncode == 2 and "/nonexistent/teacher" in r.stderr
+    r = run(f"--teacher={teacher_dir}", "--config.distill.chunk=3")
+    assert r.returncode == 2 and "distill.chunk=3" in r.stderr
