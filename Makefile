@@ -30,4 +30,4 @@ benchmark: $(VENV)/.installed
 	$(BIN)/python -m experiments.benchmark_buffer_step --configs=tiny,small
 
 clean:
-	rm -rf $(VENV) .jax_cache build *.egg-info demo_out
+	rm -rf $(VENV) .jax_cache build *.egg-info demo_out demo.mp4 demo.gif

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from experiments.streaming import build_streamer, define_stream_flags, fail
-from streamdit_jax.sampling.stream import normalize_schedule
+from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts
 from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
@@ -29,22 +28,6 @@ flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
 flags.DEFINE_string("input_video", "", "Video-to-video: an input video (.mp4, .gif, ...) to restyle by the prompts.")
 flags.DEFINE_float("strength", 0.6, "Video-to-video: noise level in (0, 1] below which frames are generated.")
 FLAGS = flags.FLAGS
-
-
-def parse_prompts(text: str) -> dict[int, str]:
-    if not text.strip():
-        fail("--prompts is empty; give e.g. --prompts='0:a red circle moving left'")
-    schedule = {}
-    for part in text.split(";"):
-        frame, sep, prompt = part.partition(":")
-        if not sep or not frame.strip().isdigit() or not prompt.strip():
-            fail(f"--prompts entry {part!r} is malformed; expected 'frame:prompt' with an integer frame")
-        schedule[int(frame)] = prompt.strip()
-    try:
-        normalize_schedule(schedule)
-    except ValueError as e:
-        fail(f"--prompts: {e}")
-    return schedule
 
 
 def main(argv):

@@ -7,7 +7,7 @@ import sys
 from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
-from streamdit_jax.sampling.stream import Streamer
+from streamdit_jax.sampling.stream import Streamer, normalize_schedule
 from streamdit_jax.training.restore import CheckpointError, load_for_inference
 
 BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "shapes_small")
@@ -27,6 +27,23 @@ def fail(message: str) -> None:
     """Bad user input: message on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def parse_prompts(text: str) -> dict[int, str]:
+    """--prompts 'frame:prompt;frame:prompt' -> {frame: prompt}, or exit 2 naming the bad entry."""
+    if not text.strip():
+        fail("--prompts is empty; give e.g. --prompts='0:a red circle moving left'")
+    schedule = {}
+    for part in text.split(";"):
+        frame, sep, prompt = part.partition(":")
+        if not sep or not frame.strip().isdigit() or not prompt.strip():
+            fail(f"--prompts entry {part!r} is malformed; expected 'frame:prompt' with an integer frame")
+        schedule[int(frame)] = prompt.strip()
+    try:
+        normalize_schedule(schedule)
+    except ValueError as e:
+        fail(f"--prompts: {e}")
+    return schedule
 
 
 def build_streamer(checkpoint: str, chunk: int, steps_per_chunk: int, reference_frames, guidance: float):

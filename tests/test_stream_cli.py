@@ -149,3 +149,14 @@ def test_video_to_video_cli_restyles_an_input_gif_and_stops_with_it(checkpoint, 
                 "--num_frames=0", "--strength=0.5", f"--output={out}", "--steps_per_chunk=1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert iio.imread(out).shape == (11, 16, 16, 3) and "video-to-video" in r.stdout
+
+
+def test_demo_streams_to_mp4_and_gif_and_prints_the_evaluators_table(checkpoint, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "experiments.demo", f"--checkpoint={checkpoint}", "--num_frames=12",
+                        "--prompts=0:a red circle moving right;6:a blue square moving up", f"--output={out}"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert iio.imread(f"{out}.gif").shape == (12, 16, 16, 3) and iio.imread(f"{out}.mp4").shape[0] == 12
+    assert "present" in r.stdout and "direction" in r.stdout and "switch lag" in r.stdout
