@@ -52,7 +52,8 @@ def main(argv):
     achieved = flops_per_step * steps_per_sec
     quarter = [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]
     curve = " -> ".join(f"{r['loss']:.4f} (step {r['step']})" for r in quarter)
-    header = ["config", "params", "batch", "steps", "wall min", "steps/s", "examples/s", "GFLOP/step",
+    tokens_per_example = int(np.prod(cfg.model.token_grid(latent)))
+    header = ["config", "params", "batch", "steps", "wall min", "steps/s", "examples/s", "tokens/s", "GFLOP/step",
               "GFLOP/s", "of peak", "loss: first -> quarters -> last window"]
     from streamdit_jax import parallel
     from streamdit_jax.models.factory import abstract_model
@@ -60,7 +61,8 @@ def main(argv):
     table = benchmarking.markdown_table(header, [[
         os.path.basename(FLAGS["config"].config_filename) if hasattr(FLAGS["config"], "config_filename") else "",
         f"{n_params / 1e6:.1f}M", cfg.batch_size, rows[-1]["step"], round(wall / 60, 1), steps_per_sec,
-        steps_per_sec * cfg.batch_size, flops_per_step / 1e9, achieved / 1e9, f"{100 * achieved / peak:.1f}%", curve]])
+        steps_per_sec * cfg.batch_size, round(steps_per_sec * cfg.batch_size * tokens_per_example),
+        flops_per_step / 1e9, achieved / 1e9, f"{100 * achieved / peak:.1f}%", curve]])
     print(table)
     if FLAGS.output:
         per_c = {k: round(v, 4) for k, v in rows[-1].items() if k.startswith("loss_c")}

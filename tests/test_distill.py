@@ -181,3 +181,30 @@ def test_distill_cli_rejects_a_missing_teacher_and_an_invalid_scheme(tmp_path, t
     assert r.returncode == 2 and "/nonexistent/teacher" in r.stderr
     r = run(f"--teacher={teacher_dir}", "--config.distill.chunk=3")
     assert r.returncode == 2 and "distill.chunk=3" in r.stderr
+
+
+def run_distill(mesh, n):
+    cfg = tiny_distill_config()
+    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
+    teacher = jax.device_put(perturb(jax.device_get(state.params), 3), shardings.params)
+    batch = fixed_batch()
+    batch_sharding = steps.batch_shardings(mesh, batch)
+    step = distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding)
+    batch = jax.device_put(batch, batch_sharding)
+    losses = []
+    with parallel.activate(mesh):
+        for _ in range(n):
+            state, metrics = step(state, teacher, batch)
+            losses.append(float(metrics["loss"]))
+    return state, losses
+
+
+def test_distill_step_on_a_data_fsdp_context_mesh_matches_one_device():
+    single, l1 = run_distill(parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1]), 2)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("context", 2))), jax.devices()[:8])
+    sharded, l8 = run_distill(mesh, 2)
+    np.testing.assert_allclose(l8, l1, rtol=2e-4)
+    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
+    fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
+    assert len(fc1.sharding.device_set) == 8 and fc1.sharding.spec[1] == "fsdp"
