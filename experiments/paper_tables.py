@@ -1,0 +1,109 @@
+r"""The paper's tables on the shapes world, every number from experiments/evaluate.py (RESULTS.md).
+
+  python -m experiments.paper_tables --table=2 --teacher=experiments/checkpoints/shapes_small \
+      --student=experiments/checkpoints/shapes_small_distilled [--num_schedules=5] [--output=RESULTS.md]
+  python -m experiments.paper_tables --table=3 --checkpoints=c1=DIR1,c1-16=DIR2 [...]
+
+Writes a held-out schedule file (seeds 1000 + i: not the evaluator's default 20), runs `python -m experiments.evaluate`
+once per row (the exact command is printed in the table's notes), and appends the table to OUTPUT with the machine,
+date and revision. Columns: present / colour / shape / direction accuracy, mean switch lag, worst drift over the
+four metrics (last window minus first, points), model evaluations per emitted frame, and CPU frames/s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl import app, flags
+
+from experiments import benchmarking
+from experiments.streaming import BUNDLED
+from streamdit_jax.evaluation.schedule import random_schedule
+
+flags.DEFINE_enum("table", "2", ["2", "3"], "Paper Table 2 (streaming schemes) or Table 3 (chunk-size sets at c=1).")
+flags.DEFINE_string("teacher", BUNDLED, "Table 2: the teacher's workdir.")
+flags.DEFINE_string("student", "", "Table 2: the distilled student's workdir ('' = leave its row out).")
+flags.DEFINE_float("guidance", 3.0, "Table 2: the teacher's guidance scale (as distilled).")
+flags.DEFINE_string("checkpoints", "", "Table 3: name=workdir pairs, comma-separated, all evaluated at c=1.")
+flags.DEFINE_integer("num_schedules", 5, "Held-out schedules of --num_frames frames (a switch every 64 frames).")
+flags.DEFINE_integer("num_frames", 256, "Frames per schedule.")
+flags.DEFINE_string("output", "RESULTS.md", "Markdown file to append to ('' = print only).")
+FLAGS = flags.FLAGS
+
+METRICS = ("present", "colour", "shape", "direction")
+
+
+def table2_rows(teacher: str, student: str, w: float) -> list[tuple[str, str, list[str], float]]:
+    """(name, checkpoint, evaluate flags, model evaluations per emitted frame). CFG doubles the batch: 2 evals."""
+    g = 2 if w > 1 else 1
+    rows = [("teacher: K=0 c=2 N=8 s=16 + CFG", teacher, ["--chunk=2", "--steps_per_chunk=16", f"--guidance={w}"],
+             16 * g / 2)]
+    if student:
+        rows.append(("distilled student: K=0 c=2 N=8 s=1", student, ["--chunk=2", "--steps_per_chunk=1"], 1 / 2))
+    rows += [("FIFO-style diagonal (teacher): c=1 N=16 s=1 + CFG", teacher,
+              ["--chunk=1", "--steps_per_chunk=1", f"--guidance={w}"], 1 * g),
+             ("chunk extension (teacher): K=8 c=8 N=1 s=16 + CFG", teacher,
+              ["--chunk=8", "--steps_per_chunk=16", "--reference_frames=8", f"--guidance={w}"], 16 * g / 8)]
+    return rows
+
+
+def table3_rows(pairs: str) -> list[tuple[str, str, list[str], float]]:
+    out = []
+    for item in filter(None, pairs.split(",")):
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise app.UsageError(f"--checkpoints entry {item!r}: expected name=workdir")
+        out.append((f"trained on {name}, run at c=1 s=1", path, ["--chunk=1", "--steps_per_chunk=1"], 1.0))
+    return out
+
+
+def main(argv):
+    del argv
+    rows = table2_rows(FLAGS.teacher, FLAGS.student, FLAGS.guidance) if FLAGS.table == "2" else \
+        table3_rows(FLAGS.checkpoints)
+    if not rows:
+        raise app.UsageError("no rows: give --checkpoints for table 3")
+    tmp = tempfile.mkdtemp(prefix="paper_tables_")
+    schedules = os.path.join(tmp, "heldout.jsonl")
+    with open(schedules, "w") as f:
+        for i in range(FLAGS.num_schedules):
+            seed = 1000 + i
+            prompts = random_schedule(seed, FLAGS.num_frames)
+            f.write(json.dumps({"seed": seed, "num_frames": FLAGS.num_frames,
+                                "prompts": {str(k): v for k, v in prompts.items()}}) + "\n")
+    table, commands = [], []
+    for i, (name, ckpt, extra, evals) in enumerate(rows):
+        out = os.path.join(tmp, f"row{i}.json")
+        cmd = [sys.executable, "-m", "experiments.evaluate", f"--checkpoint={ckpt}", f"--schedules={schedules}",
+               f"--output_json={out}", *extra]
+        print(f"[{i + 1}/{len(rows)}] {name}", flush=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            print(r.stderr[-3000:], file=sys.stderr)
+            sys.exit(r.returncode)
+        res = json.load(open(out))
+        drift = max((res["drift_points"][m] for m in METRICS), key=abs)
+        lag = res["switch_lag_frames"]
+        table.append([name] + [f"{100 * res[m]:.1f}" for m in METRICS] +
+                     ["n/a" if lag is None else f"{lag:.1f}", f"{drift:+.1f}", f"{evals:g}",
+                      f"{res['frames_per_second']:.1f}"])
+        commands.append(f"- {name}: `python -m experiments.evaluate --checkpoint={ckpt} "
+                        f"--schedules=heldout.jsonl {' '.join(extra)}`")
+    header = ["scheme", "present %", "colour %", "shape %", "direction %", "switch lag (frames)",
+              "worst drift (pp)", "model evals / frame", "CPU frames/s"]
+    md = benchmarking.markdown_table(header, table)
+    print(md)
+    notes = (f"Held-out schedules: {FLAGS.num_schedules} x {FLAGS.num_frames} frames, seeds 1000.."
+             f"{999 + FLAGS.num_schedules}, a one-attribute switch every 64 frames (written by this script). "
+             "Commands:\n" + "\n".join(commands))
+    if FLAGS.output:
+        title = "Paper Table 2 analogue: streaming schemes" if FLAGS.table == "2" else \
+            "Paper Table 3 analogue: chunk-size sets, all run at c=1"
+        benchmarking.append_benchmark(FLAGS.output, title, md, notes)
+
+
+if __name__ == "__main__":
+    app.run(main)
