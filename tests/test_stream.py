@@ -138,3 +138,21 @@ def test_video_to_video_rejects_mismatched_latents_and_strength(streamer):
         next(streamer.latents("x", None, video=np.zeros((8, 4, 4, 3), np.float32)))
     with pytest.raises(ValueError, match="strength=0"):
         next(streamer.latents("x", None, video=np.zeros((8, 4, 4, 12), np.float32), strength=0.0))
+
+
+def test_denoising_and_decoding_run_on_background_threads_and_errors_reach_the_consumer():
+    import threading
+    names = []
+    s = make_streamer(Partition.from_buffer(8, 2, 1))
+    decode = s.decode
+    s.decode = lambda lat: (names.append(threading.current_thread().name), decode(lat))[1]
+    frames = np.concatenate(list(s.frames("a red circle moving left", 10)))
+    assert len(frames) == 10 and set(names) == {"streamdit-decode"}
+
+    def broken(lat):
+        raise RuntimeError("decoder exploded")
+
+    s.decode = broken
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        list(s.frames("a red circle moving left", 10))
+    assert not [t for t in threading.enumerate() if t.name.startswith("streamdit-")]

@@ -3,9 +3,9 @@
 The stream starts from the cached uniform T2V trajectory (``make_stream_start``), then calls the ONE jitted
 ``buffer_step`` forever. A prompt schedule {frame index: prompt} is applied per macro step: the step that emits the
 chunk starting at stream frame f denoises with the prompt active at f, so frames before a switch never change.
-Prompts are encoded only when they change. Denoising runs on a background thread and hands latent chunks through a
-bounded queue to the consuming thread, which decodes them, so denoising and decoding overlap (the paper runs them on
-separate threads); the iterator yields uint8 frame chunks in order.
+Prompts are encoded only when they change. Denoising and decoding run on two background threads linked by bounded
+queues (the paper runs them on separate threads), so they overlap with each other and with the consumer; the
+iterator yields uint8 frame chunks in order.
 """
 from __future__ import annotations
 
@@ -150,41 +150,66 @@ class Streamer:
 
     def frames(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0, *,
                video: Optional[np.ndarray] = None, strength: float = 0.6) -> Iterator[np.ndarray]:
-        """uint8 frame chunks [n, H, W, 3]; denoising runs ahead on a background thread (bounded queue).
+        """uint8 frame chunks [n, H, W, 3]. Denoising and decoding each run on a background thread, linked by
+        bounded queues (the paper's separate threads), so the caller only consumes finished frames.
         ``video``/``strength``: video-to-video, as in ``latents``."""
         latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        frame_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
-        done = object()
-
-        def produce():
-            try:
-                for lat in self.latents(schedule, num_frames, seed, video=video, strength=strength):
-                    while not stop.is_set():
-                        try:
-                            latent_q.put(lat, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                latent_q.put(done)
-            except BaseException as e:  # surfaced in the consumer
-                latent_q.put(e)
-
+        latents = self.latents(schedule, num_frames, seed, video=video, strength=strength)
+        decoded = (self.decode(lat) for lat in _drain(latent_q, stop))
+        threads = [threading.Thread(target=_pump, args=(latents, latent_q, stop), daemon=True,
+                                    name="streamdit-denoise"),
+                   threading.Thread(target=_pump, args=(decoded, frame_q, stop), daemon=True,
+                                    name="streamdit-decode")]
         t0 = time.perf_counter()
-        producer = threading.Thread(target=produce, daemon=True, name="streamdit-denoise")
-        producer.start()
+        for t in threads:
+            t.start()
         try:
-            while True:
-                item = latent_q.get()
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                frames = self.decode(item)
+            for frames in _drain(frame_q, stop):
                 self.stats.frames += len(frames)
                 self.stats.wall_seconds = time.perf_counter() - t0
                 yield frames
         finally:
             stop.set()
-            producer.join(timeout=5)
+            for t in threads:
+                t.join(timeout=5)
+
+
+_DONE = object()
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Blocking put that gives up once ``stop`` is set (the consumer went away)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _pump(items, q: queue.Queue, stop: threading.Event) -> None:
+    """Thread body: every item of ``items`` into ``q``, then the end marker; an error travels as an item."""
+    try:
+        for item in items:
+            if not _put(q, item, stop):
+                return
+        _put(q, _DONE, stop)
+    except BaseException as e:  # surfaced in the consumer
+        _put(q, e, stop)
+
+
+def _drain(q: queue.Queue, stop: threading.Event):
+    """Items of ``q`` until the end marker; re-raises an error sent by the producing thread."""
+    while not stop.is_set():
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
