@@ -47,15 +47,22 @@ class Checkpointer:
 
     def read_config(self, step: Optional[int] = None) -> dict:
         """The config saved beside the state, without touching the arrays."""
+        return self._read_json(CONFIG, step)
+
+    def read_data(self, step: Optional[int] = None) -> dict:
+        """The data item (iterator state, or an inference export's description), without touching the arrays."""
+        return self._read_json(DATA, step)
+
+    def _read_json(self, item: str, step: Optional[int]) -> dict:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        path = os.path.join(self.directory, str(step), CONFIG, "metadata")
+        path = os.path.join(self.directory, str(step), item, "metadata")
         if os.path.exists(path):
             with open(path) as f:
-                return json.load(f)
-        out = self.manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))
-        return dict(out[CONFIG])
+                return json.load(f) or {}
+        out = self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))
+        return dict(out[item] or {})
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -160,3 +160,22 @@ def test_demo_streams_to_mp4_and_gif_and_prints_the_evaluators_table(checkpoint,
     assert r.returncode == 0, r.stderr[-2000:]
     assert iio.imread(f"{out}.gif").shape == (12, 16, 16, 3) and iio.imread(f"{out}.mp4").shape[0] == 12
     assert "present" in r.stdout and "direction" in r.stdout and "switch lag" in r.stdout
+
+
+def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpoint, tmp_path):
+    import numpy as np
+    from streamdit_jax.training.restore import load_for_inference
+    out = tmp_path / "export"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={checkpoint}", f"--output={out}"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "EMA" in (out / "TRAINING.md").read_text()
+    cfg, _, full = load_for_inference(checkpoint)
+    cfg2, _, exported = load_for_inference(str(out))
+    assert cfg2 == cfg
+    for a, b in zip(jax.tree.leaves(exported), jax.tree.leaves(full)):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b).astype(np.float16).astype(np.float32))
+    r = run_cli(f"--checkpoint={out}", "--num_frames=5", f"--output={tmp_path / 'e.gif'}", "--steps_per_chunk=1")
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -4,11 +4,15 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.training import steps
 from streamdit_jax.training.config import TrainConfig
+
+
+INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-only export
 
 
 class CheckpointError(ValueError):
@@ -31,10 +35,37 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
         if mesh is None:
             mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
         graphdef, _, target, _ = steps.abstract_train_state(cfg, mesh)
+        export = ckpt.read_data(step).get(INFERENCE_EXPORT)
+        if export:  # EMA parameters only, stored in export["dtype"]
+            target = {"ema_params": jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, jnp.dtype(export["dtype"]), sharding=a.sharding),
+                target.ema_params)}
         try:
             state, _, _ = ckpt.restore(target, step)
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint {workdir!r}: its arrays do not match its config: {e}") from e
     finally:
         ckpt.close()
+    if export:
+        dtype = jnp.dtype(cfg.model.param_dtype)
+        return cfg, graphdef, jax.tree.map(lambda x: x.astype(dtype), state["ema_params"])
     return cfg, graphdef, state.ema_params
+
+
+def export_for_inference(workdir: str, output: str, dtype: str = "float16", step: int | None = None) -> dict:
+    """Writes the EMA parameters of WORKDIR's checkpoint (cast to ``dtype``), its config and a description into
+    OUTPUT/checkpoints/<step>: what a bundled checkpoint needs (no optimizer state, no raw parameters), and what
+    ``load_for_inference`` reads back (cast to the model's param dtype). Returns the description."""
+    cfg, _, params = load_for_inference(workdir, step)
+    src = Checkpointer(workdir, async_save=False)
+    step = src.latest_step() if step is None else step
+    src.close()
+    small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
+    info = {"source": os.path.abspath(workdir), "step": int(step), "dtype": str(jnp.dtype(dtype)),
+            "params": int(sum(x.size for x in jax.tree.leaves(small)))}
+    out = Checkpointer(output, async_save=False, max_to_keep=1)
+    try:
+        out.save(int(step), {"ema_params": small}, cfg.to_dict(), {INFERENCE_EXPORT: info}, force=True)
+    finally:
+        out.close()
+    return info

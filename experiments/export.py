@@ -1,0 +1,66 @@
+r"""Export a training run for inference: EMA parameters only (float16 by default), config, training-log summary.
+
+  python -m experiments.export --workdir=/tmp/small --output=experiments/checkpoints/shapes_small
+
+The output is a workdir that experiments.stream / evaluate / distill (--teacher) read like a training run. It also
+gets TRAINING.md (config, wall time, loss curve, steps/s, from WORKDIR/metrics.jsonl) and a copy of metrics.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+from absl import app, flags
+
+from experiments import benchmarking
+from streamdit_jax.training.restore import export_for_inference
+
+flags.DEFINE_string("workdir", None, "Training workdir to export (latest checkpoint unless --step).")
+flags.DEFINE_string("output", None, "Output directory (replaced).")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_enum("dtype", "float16", ["float16", "bfloat16", "float32"], "Storage dtype of the parameters.")
+flags.DEFINE_string("notes", "", "Free text added to TRAINING.md (e.g. the exact training command).")
+flags.mark_flags_as_required(["workdir", "output"])
+FLAGS = flags.FLAGS
+
+
+def training_summary(workdir: str) -> str:
+    """Markdown summary of WORKDIR/metrics.jsonl: steps, loss at quarters, steps/s, per-chunk-size losses."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return "(no metrics.jsonl in the workdir)\n"
+    rows = [json.loads(l) for l in open(path)]
+    quarters = [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]
+    speeds = [r["steps_per_sec"] for r in rows[1:] if "steps_per_sec" in r]
+    table = benchmarking.markdown_table(
+        ["step", "loss", "grad norm", "learning rate"],
+        [[r["step"], round(r["loss"], 4), round(r.get("grad_norm", float("nan")), 3),
+          f"{r.get('learning_rate', float('nan')):.2e}"] for r in quarters])
+    per_c = {k: round(v, 4) for k, v in rows[-1].items() if k.startswith("loss_c")}
+    return (f"{table}\n\nmedian steps/s {np.median(speeds):.3f} over {len(speeds)} log windows; "
+            f"last window's loss per chunk size: {per_c}\n")
+
+
+def main(argv):
+    del argv
+    if os.path.exists(FLAGS.output):
+        shutil.rmtree(FLAGS.output)
+    info = export_for_inference(FLAGS.workdir, FLAGS.output, FLAGS.dtype, FLAGS.step)
+    if os.path.exists(os.path.join(FLAGS.workdir, "metrics.jsonl")):
+        shutil.copy(os.path.join(FLAGS.workdir, "metrics.jsonl"), os.path.join(FLAGS.output, "metrics.jsonl"))
+    config = json.load(open(os.path.join(FLAGS.output, "checkpoints", str(info["step"]), "config", "metadata")))
+    with open(os.path.join(FLAGS.output, "TRAINING.md"), "w") as f:
+        f.write(f"# {os.path.basename(os.path.normpath(FLAGS.output))}\n\n"
+                f"Exported by `python -m experiments.export` from {info['source']} at step {info['step']}: EMA "
+                f"parameters only, {info['params']:,} parameters stored as {info['dtype']} (loaded as float32).\n"
+                f"Machine: {benchmarking.machine()}; git revision {benchmarking.git_revision()}.\n\n"
+                f"{FLAGS.notes}\n\n## Training log (metrics.jsonl)\n\n{training_summary(FLAGS.workdir)}\n"
+                f"## Config\n\n```json\n{json.dumps(config, indent=1)}\n```\n")
+    size = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(FLAGS.output) for n in ns)
+    print(f"exported step {info['step']} of {FLAGS.workdir} to {FLAGS.output}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    app.run(main)
