@@ -175,3 +175,18 @@ def test_a_width_narrower_than_a_patch_is_rejected_because_the_velocity_head_wou
     with pytest.raises(ValueError, match=r"width=128 .* = 192"):
         get_model_config("tiny", latent_channels=48, width=128, num_heads=4)
     assert get_model_config("tiny", latent_channels=48, width=192, num_heads=4).patch_dim == 192
+
+
+def test_pooled_text_conditioning_feeds_every_frames_adaln_and_ignores_padding():
+    model = randomize(tiny_model(seed=2, pooled_text=True), seed=3)
+    assert "text_pool" in nnx.to_pure_dict(nnx.state(model))
+    assert "text_pool" not in nnx.to_pure_dict(nnx.state(tiny_model(seed=2)))  # the paper's configs: off
+    x = gaussian_noise(jax.random.key(0), (1, 8, 8, 8, 4))
+    tau = jnp.full((1, 8), 0.3)
+    text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle"])))
+    v = model(x, tau, text, mask)
+    garbage = text.at[:, int(mask.sum()):].set(100.0)  # padded positions never count
+    np.testing.assert_allclose(np.asarray(model(x, tau, garbage, mask)), np.asarray(v), rtol=1e-5, atol=1e-5)
+    model.text_pool.kernel[...] = 0.0 * model.text_pool.kernel[...]
+    model.text_pool.bias[...] = 0.0 * model.text_pool.bias[...]
+    assert not np.allclose(np.asarray(model(x, tau, text, mask)), np.asarray(v), atol=1e-4)

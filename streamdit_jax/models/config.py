@@ -39,6 +39,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: bool = False
     attention_impl: Optional[str] = None  # None (XLA) | "cudnn" (GPU flash attention)
+    # Ours, off in the paper's configs: also add the masked mean of the text embeddings to every frame's adaLN input
+    # (SD3-style pooled conditioning). A global channel that small models learn much faster than cross-attention.
+    pooled_text: bool = False
 
     def __post_init__(self):
         if self.depth < 2 or self.depth % 2:

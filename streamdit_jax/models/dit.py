@@ -115,6 +115,9 @@ class StreamDiT(nnx.Module):
         self.patch_embed = dense(cfg.patch_dim, cfg.width, ("patch", "embed"), rngs=rngs, dtype=cfg.compute_dtype,
                                  param_dtype=cfg.params_dtype)
         self.time_embed = TimeEmbedding(cfg, rngs=rngs)
+        if cfg.pooled_text:
+            self.text_pool = dense(cfg.text.width, cfg.width, ("text_embed", "embed"), rngs=rngs,
+                                   dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
 
         @nnx.split_rngs(splits=cfg.depth // 2)
         @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
@@ -152,6 +155,10 @@ class StreamDiT(nnx.Module):
         h = parallel.constrain(self.patch_embed(self.patchify(x.astype(cfg.compute_dtype))), TOKENS)
         temb = self.time_embed(tau)  # [b, F, D]
         text = text.astype(cfg.compute_dtype)
+        if cfg.pooled_text:  # masked mean over the prompt's tokens -> every frame's adaLN input
+            m = text_mask.astype(text.dtype)[..., None]
+            pooled = jnp.sum(text * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+            temb = temb + self.text_pool(pooled)[:, None, :]
 
         # A plain lax.scan over the stacked pair states (split/merge) rather than nnx.scan: it nests inside other
         # jax transforms (the buffer step's scan over micro steps, distillation) without NNX trace-level checks.
