@@ -50,7 +50,7 @@ def main(argv):
         (cfg.buffer_len, cfg.data.frame_size, cfg.data.frame_size, 3))
     flops_per_step = 3 * forward_flops(cfg.model, latent, batch=cfg.batch_size)  # forward + backward
     achieved = flops_per_step * steps_per_sec
-    quarter = [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]
+    quarter = benchmarking.loss_quarters(rows)
     curve = " -> ".join(f"{r['loss']:.4f} (step {r['step']})" for r in quarter)
     tokens_per_example = int(np.prod(cfg.model.token_grid(latent)))
     header = ["config", "params", "batch", "steps", "wall min", "steps/s", "examples/s", "tokens/s", "GFLOP/step",

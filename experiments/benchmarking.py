@@ -95,3 +95,8 @@ def append_benchmark(path: str, title: str, table: str, notes: str = "") -> None
         text += f"\n{notes}\n"
     with open(path, "a") as f:
         f.write(text)
+
+
+def loss_quarters(rows: list[dict]) -> list[dict]:
+    """The metrics.jsonl rows at the first log point, the quarters and the last one (a loss curve in 5 points)."""
+    return [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]

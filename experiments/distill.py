@@ -17,7 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.streaming import BUNDLED
+from experiments.streaming import BUNDLED, fail
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.training.config import TrainConfig
@@ -31,11 +31,6 @@ flags.DEFINE_string("teacher", BUNDLED, "The teacher's training workdir (default
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def merge(base: dict, overrides: dict) -> dict:

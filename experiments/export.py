@@ -32,7 +32,7 @@ def training_summary(workdir: str) -> str:
     if not os.path.exists(path):
         return "(no metrics.jsonl in the workdir)\n"
     rows = [json.loads(l) for l in open(path)]
-    quarters = [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]
+    quarters = benchmarking.loss_quarters(rows)
     speeds = [r["steps_per_sec"] for r in rows[1:] if "steps_per_sec" in r]
     table = benchmarking.markdown_table(
         ["step", "loss", "grad norm", "learning rate"],
