@@ -1,6 +1,7 @@
 r"""Train StreamDiT with buffered flow matching and mixed chunk sizes (Sec. 3-4).
 
   python -m experiments.train --config=experiments/configs/shapes_tiny.py --workdir=DIR [--config.total_steps=30]
+  python -m experiments.train --config=... --workdir=DIR --init_from=CHECKPOINT   # fine-tune from EMA parameters
 
 Builds the dataset into DIR/data if missing (shapes world) and resumes automatically from DIR. SIGTERM saves a
 checkpoint and exits 0. Non-finite loss/gradients stop the run (exit 1) with the last good checkpoint kept.
@@ -9,6 +10,7 @@ JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set, else auto
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -20,9 +22,12 @@ from streamdit_jax import parallel
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
+from streamdit_jax.training.restore import CheckpointError
 
 config_flags.DEFINE_config_file("config", None, "Training config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, dataset.")
+flags.DEFINE_string("init_from", None, "Fine-tune: a checkpoint (training workdir or export) whose EMA parameters "
+                    "start this run (overrides config.init_from; ignored when WORKDIR already holds a checkpoint).")
 flags.DEFINE_bool("distributed", os.environ.get("STREAMDIT_DISTRIBUTED", "") == "1",
                   "Call jax.distributed.initialize() (multi-host).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -41,11 +46,13 @@ def main(argv):
         parallel.initialize_distributed()
     try:
         cfg = TrainConfig.from_dict(FLAGS.config.to_dict())
+        if FLAGS.init_from is not None:
+            cfg = dataclasses.replace(cfg, init_from=FLAGS.init_from)
     except ValueError as e:
         fail(f"invalid config: {e}", 2)
     try:
         train(cfg, FLAGS.workdir, train_data_iterator)
-    except ConfigMismatchError as e:
+    except (ConfigMismatchError, CheckpointError) as e:
         fail(str(e), 2)
     except NonFiniteError as e:
         logging.error("%s", e)

@@ -1,4 +1,6 @@
-"""Multistep distillation: the oracle's zero loss, learning on a fixed batch, guidance in the teacher only, resume."""
+"""Multistep distillation: the oracle's zero loss, learning on a fixed batch, guidance in the teacher only, resume;
+and fine-tuning from a checkpoint (init_from), which shares the start-from-parameters path."""
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -19,7 +21,7 @@ from streamdit_jax.partition import NoiseSchedule, Partition, micro_step_table
 from streamdit_jax.training import distill, steps
 from streamdit_jax.training.config import DataConfig, DistillConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
-from streamdit_jax.training.loop import train
+from streamdit_jax.training.loop import ConfigMismatchError, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -154,6 +156,27 @@ def test_distill_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, 
     mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
     random_init = steps.create_train_state(cfg, mesh)[2].params
     assert 0 < dist(straight.params, teacher) < 0.25 * dist(random_init, teacher)
+
+
+def test_fine_tuning_starts_from_the_init_from_checkpoint_and_resume_ignores_it(tmp_path, teacher_dir):
+    """init_from (Table 3's fine-tunes): step 0 holds the source's EMA parameters exactly; a model that differs from
+    the source's is refused by name; an existing checkpoint in WORKDIR wins over init_from."""
+    _, _, source = load_for_inference(teacher_dir)
+    data = DataConfig(frame_size=16, clip_len=12, num_clips=8, num_val_clips=2, data_dir=str(tmp_path / "data"))
+    cfg = tiny_distill_config(distill=None, init_from=teacher_dir, total_steps=0, data=data)
+    state = train(cfg, str(tmp_path / "ft"), train_data_iterator, show_progress=False)
+    for got, want in zip(jax.tree.leaves((state.params, state.ema_params)), jax.tree.leaves((source, source))):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    other = tiny_distill_config(distill=None, init_from=teacher_dir, total_steps=0, data=data,
+                                model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2), depth=4))
+    with pytest.raises(ConfigMismatchError, match="init_from checkpoint .*differs in \\['depth'\\]"):
+        train(other, str(tmp_path / "ft_other"), train_data_iterator, show_progress=False)
+    # resuming: the saved step-0 state of "ft" is restored even though init_from now names a different model
+    resumed = train(dataclasses.replace(other, model=cfg.model), str(tmp_path / "ft"), train_data_iterator,
+                    show_progress=False)
+    assert int(resumed.step) == 0
+    with pytest.raises(ValueError, match="init_from=.* and distill are exclusive"):
+        tiny_distill_config(init_from=teacher_dir)
 
 
 def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teacher_dir):

@@ -27,6 +27,7 @@ def get_config(arg=None):
     c.batch_size = 8
     c.total_steps = 100
     c.seed = 0
+    c.init_from = ""  # fine-tune: a checkpoint whose EMA parameters start the run
     c.log_every = 5
     c.checkpoint_every = 25
     c.keep_checkpoints = 3

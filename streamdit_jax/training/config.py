@@ -85,6 +85,9 @@ class TrainConfig:
     sample_every: int = 500  # 0 = never
     sample_steps: int = 16  # T of the uniform T2V used for the sample GIF
     distill: Optional[DistillConfig] = None  # set: the loop distills a teacher instead of training from data
+    # fine-tuning: a checkpoint (training workdir or inference export) whose EMA parameters start a fresh run
+    # (new optimiser state, step 0); ignored once WORKDIR holds a checkpoint of its own (resume wins)
+    init_from: str = ""
 
     def __post_init__(self):
         self.mix()  # validates chunk sizes against B - K
@@ -105,6 +108,9 @@ class TrainConfig:
                 raise ValueError(f"distill.chunk={self.distill.chunk} is not a chunk size the teacher was trained "
                                  f"with: {tuple(self.chunk_sizes)}")
             self.distill_partition()  # raises naming an invalid scheme
+            if self.init_from:
+                raise ValueError(f"init_from={self.init_from!r} and distill are exclusive: a distilled student "
+                                 f"always starts from its teacher")
 
     def distill_partition(self) -> Partition:
         """The teacher's scheme (K, N, c, s) of the distillation (the student runs the same with s = 1)."""

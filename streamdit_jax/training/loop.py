@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -105,13 +106,21 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
         log.info("resuming with changed settings: %s", changed)
 
 
+def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
+    """EMA parameters of the checkpoint at ``path`` (a distillation teacher, or ``init_from`` for fine-tuning) on
+    ``mesh``; its model must be ``cfg.model`` because the run starts from these parameters."""
+    source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
+    if source_cfg.model != cfg.model:
+        diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items()
+                      if dataclasses.asdict(source_cfg.model).get(k) != v)
+        raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
+                                  f"the run starts from its parameters, so they must match")
+    return params
+
+
 def load_teacher(cfg: TrainConfig, mesh):
     """The distillation teacher's EMA parameters on ``mesh``; its model must be the student's."""
-    teacher_cfg, _, params = restore.load_for_inference(cfg.distill.teacher, mesh=mesh)
-    if teacher_cfg.model != cfg.model:
-        raise ConfigMismatchError(f"teacher {cfg.distill.teacher!r} is a different model than the student's config "
-                                  f"(the student starts from the teacher, so they must match)")
-    return params
+    return load_start_params(cfg.distill.teacher, cfg, mesh, "teacher")
 
 
 def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfig, str], Iterator],
@@ -136,6 +145,10 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     ckpt = Checkpointer(workdir, max_to_keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
     data = data_iterator_fn(cfg, workdir)
     teacher = load_teacher(cfg, mesh) if cfg.distill is not None else None
+    start_params = teacher
+    if cfg.init_from and ckpt.latest_step() is None:
+        start_params = load_start_params(cfg.init_from, cfg, mesh, "init_from checkpoint")
+        log.info("fine-tuning: starting from the EMA parameters of %s", cfg.init_from)
     if ckpt.latest_step() is not None:
         check_resumable(ckpt.read_config(), cfg)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
@@ -144,7 +157,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
             data.set_state(data_state)
         log.info("resumed from step %d in %s", int(state.step), ckpt.directory)
     else:
-        graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=teacher)
+        graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=start_params)
     step = int(state.step)
     writer = MetricsWriter(workdir, enabled=host0)
     preview = sampling_preview.Preview(cfg, graphdef, mesh) if host0 and cfg.sample_every else None
