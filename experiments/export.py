@@ -39,8 +39,8 @@ def training_summary(workdir: str) -> str:
         [[r["step"], round(r["loss"], 4), round(r.get("grad_norm", float("nan")), 3),
           f"{r.get('learning_rate', float('nan')):.2e}"] for r in quarters])
     per_c = {k: round(v, 4) for k, v in rows[-1].items() if k.startswith("loss_c")}
-    return (f"{table}\n\nmedian steps/s {np.median(speeds):.3f} over {len(speeds)} log windows; "
-            f"last window's loss per chunk size: {per_c}\n")
+    chunks = f"; last window's loss per chunk size: {per_c}" if per_c else ""  # distillation logs none
+    return f"{table}\n\nmedian steps/s {np.median(speeds):.3f} over {len(speeds)} log windows{chunks}\n"
 
 
 def main(argv):
