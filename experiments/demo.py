@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     schedule = parse_prompts(FLAGS.prompts)
-    cfg, streamer = build_streamer(FLAGS.checkpoint, chunk=2, steps_per_chunk=4, reference_frames=None, guidance=1.0)
+    cfg, streamer = build_streamer(FLAGS.checkpoint)  # the checkpoint's default_sampling
     print(f"checkpoint {FLAGS.checkpoint}: {cfg.model.width}-wide, {cfg.model.depth}-block StreamDiT, "
           f"{cfg.data.frame_size}x{cfg.data.frame_size} frames, partition {streamer.partition}")
     for frame, prompt in sorted(schedule.items()):

@@ -26,7 +26,7 @@ from streamdit_jax.evaluation.schedule import random_schedule
 flags.DEFINE_enum("table", "2", ["2", "3"], "Paper Table 2 (streaming schemes) or Table 3 (chunk-size sets at c=1).")
 flags.DEFINE_string("teacher", BUNDLED, "Table 2: the teacher's workdir.")
 flags.DEFINE_string("student", "", "Table 2: the distilled student's workdir ('' = leave its row out).")
-flags.DEFINE_float("guidance", 3.0, "Table 2: the teacher's guidance scale (as distilled).")
+flags.DEFINE_float("guidance", 3.0, "The guidance scale of every non-distilled row (Table 2: as distilled).")
 flags.DEFINE_string("checkpoints", "", "Table 3: name=workdir pairs, comma-separated, all evaluated at c=1.")
 flags.DEFINE_integer("num_schedules", 5, "Held-out schedules of --num_frames frames (a switch every 64 frames).")
 flags.DEFINE_integer("num_frames", 256, "Frames per schedule.")
@@ -50,20 +50,22 @@ def table2_rows(teacher: str, student: str, w: float) -> list[tuple[str, str, li
     return rows
 
 
-def table3_rows(pairs: str) -> list[tuple[str, str, list[str], float]]:
+def table3_rows(pairs: str, w: float) -> list[tuple[str, str, list[str], float]]:
+    g = 2 if w > 1 else 1
     out = []
     for item in filter(None, pairs.split(",")):
         name, sep, path = item.partition("=")
         if not sep:
             raise app.UsageError(f"--checkpoints entry {item!r}: expected name=workdir")
-        out.append((f"trained on {name}, run at c=1 s=1", path, ["--chunk=1", "--steps_per_chunk=1"], 1.0))
+        out.append((f"trained on {name}, run at c=1 s=1 + CFG", path,
+                    ["--chunk=1", "--steps_per_chunk=1", f"--guidance={w}"], 1.0 * g))
     return out
 
 
 def main(argv):
     del argv
     rows = table2_rows(FLAGS.teacher, FLAGS.student, FLAGS.guidance) if FLAGS.table == "2" else \
-        table3_rows(FLAGS.checkpoints)
+        table3_rows(FLAGS.checkpoints, FLAGS.guidance)
     if not rows:
         raise app.UsageError("no rows: give --checkpoints for table 3")
     tmp = tempfile.mkdtemp(prefix="paper_tables_")

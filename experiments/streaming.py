@@ -17,10 +17,13 @@ def define_stream_flags() -> None:
     """The checkpoint, partition and guidance flags shared by experiments.stream and experiments.evaluate."""
     from absl import flags
     flags.DEFINE_string("checkpoint", BUNDLED, "Training workdir holding checkpoints/ (default: the bundled one).")
-    flags.DEFINE_integer("chunk", 2, "Chunk size c (must be one the model was trained with).")
-    flags.DEFINE_integer("steps_per_chunk", 4, "Micro steps s per macro step.")
+    flags.DEFINE_integer("chunk", None, "Chunk size c (one the model was trained with). Default: the checkpoint's "
+                         "(default_sampling: a distilled student's scheme, else 2).")
+    flags.DEFINE_integer("steps_per_chunk", None, "Micro steps s per macro step. Default: 1 for a distilled "
+                         "student, else 4.")
     flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
-    flags.DEFINE_float("guidance", 1.0, "Classifier-free guidance scale (<= 1: off).")
+    flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (<= 1: off). Default: 1 for a distilled "
+                       "student (it learned the guided teacher), 3 for a model trained with caption dropout, else 1.")
 
 
 def fail(message: str) -> None:
@@ -46,12 +49,33 @@ def parse_prompts(text: str) -> dict[int, str]:
     return schedule
 
 
-def build_streamer(checkpoint: str, chunk: int, steps_per_chunk: int, reference_frames, guidance: float):
-    """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition."""
+def default_sampling(cfg) -> tuple[int, int, float]:
+    """(chunk c, micro steps s, guidance scale) a checkpoint is meant to be sampled with, for flags left unset.
+
+    A distilled student runs its teacher's scheme with ONE unguided step per macro step: that is what it was trained
+    to do (Sec. 4.2: step and guidance distillation at once). A model trained with caption dropout knows the null
+    prompt and streams with classifier-free guidance 3 (the scale distill_shapes.py distils), c=2, s=4; without
+    dropout it has no unconditional branch, so no guidance.
+    """
+    if cfg.distill is not None:
+        return cfg.distill.chunk, 1, 1.0
+    chunk = 2 if 2 in cfg.chunk_sizes else min(cfg.chunk_sizes)
+    return chunk, 4, (3.0 if cfg.text_dropout > 0 else 1.0)
+
+
+def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None):
+    """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition; None takes the
+    checkpoint's ``default_sampling``."""
     try:
         cfg, graphdef, params = load_for_inference(checkpoint)
     except CheckpointError as e:
         fail(str(e))
+    defaults = default_sampling(cfg)
+    chunk = defaults[0] if chunk is None else chunk
+    steps_per_chunk = defaults[1] if steps_per_chunk is None else steps_per_chunk
+    guidance = defaults[2] if guidance is None else guidance
+    print(f"sampling {os.path.basename(os.path.normpath(checkpoint))}: c={chunk} s={steps_per_chunk} "
+          f"guidance={guidance:g}", file=sys.stderr)
     if chunk not in cfg.chunk_sizes:
         fail(f"--chunk={chunk} is not a chunk size this model was trained with: {tuple(cfg.chunk_sizes)}")
     K = cfg.reference_frames if reference_frames is None else reference_frames

@@ -98,6 +98,8 @@ def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint
     for key in ("present", "colour", "shape", "direction", "switch_lag_frames", "drift_points", "frames_per_second"):
         assert key in result
     assert result["frames"] == 20 and result["videos"] == 2
+    # unset flags took the checkpoint's defaults (trained with caption dropout: CFG 3, c=2), the set one was kept
+    assert result["sampling"] == {"reference_frames": 0, "chunk": 2, "steps_per_chunk": 1, "guidance": 3.0}
 
 
 def test_evaluate_cli_rejects_a_malformed_schedule_line_naming_it(checkpoint, tmp_path):
@@ -179,3 +181,16 @@ def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpo
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b).astype(np.float16).astype(np.float32))
     r = run_cli(f"--checkpoint={out}", "--num_frames=5", f"--output={tmp_path / 'e.gif'}", "--steps_per_chunk=1")
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with_cfg_only_if_it_knows_the_null_prompt():
+    import dataclasses
+    from experiments.streaming import default_sampling
+    from streamdit_jax.training.config import DistillConfig, TrainConfig
+    teacher = TrainConfig(model=get_model_config("tiny", latent_channels=12), chunk_sizes=(1, 2, 4, 8, 16),
+                          text_dropout=0.1)
+    assert default_sampling(teacher) == (2, 4, 3.0)
+    assert default_sampling(dataclasses.replace(teacher, text_dropout=0.0)) == (2, 4, 1.0)
+    assert default_sampling(dataclasses.replace(teacher, chunk_sizes=(4, 8, 16))) == (4, 4, 3.0)
+    student = dataclasses.replace(teacher, distill=DistillConfig(teacher="t", chunk=4, steps_per_chunk=16))
+    assert default_sampling(student) == (4, 1, 1.0)
