@@ -49,11 +49,8 @@ def guided_velocity(denoise_fn: DenoiseFn, params, x, tau, cond, null_cond, guid
     return v_uncond + guidance_scale * (v_cond - v_uncond)
 
 
-def integrate(denoise_fn, params, x, tau_now, tau_next, cond, null_cond, guidance_scale, frames, *, unroll=1):
-    """Euler (Eq. 6) over the rows of (tau_now, tau_next) [steps, B] with lax.scan; returns (final x, all x).
-
-    ``unroll`` micro steps per loop iteration (``lax.scan``'s unroll; True: all): fewer loop trips and fusion across
-    steps, for a larger program."""
+def integrate(denoise_fn, params, x, tau_now, tau_next, cond, null_cond, guidance_scale, frames):
+    """Euler (Eq. 6) over the rows of (tau_now, tau_next) [steps, B] with lax.scan; returns (final x, all x)."""
 
     def micro_step(x, row):
         t_now, t_next = row
@@ -62,7 +59,7 @@ def integrate(denoise_fn, params, x, tau_now, tau_next, cond, null_cond, guidanc
         x = euler_step(x, v.astype(x.dtype), jnp.broadcast_to(t_next - t_now, x.shape[:2]))
         return x, x
 
-    return jax.lax.scan(micro_step, x, (tau_now, tau_next), unroll=unroll)
+    return jax.lax.scan(micro_step, x, (tau_now, tau_next))
 
 
 def inject_guide(state: BufferState, guide: jax.Array, strength, tau_start: jax.Array) -> BufferState:
@@ -80,7 +77,7 @@ def inject_guide(state: BufferState, guide: jax.Array, strength, tau_start: jax.
 
 
 def buffer_step(params, state: BufferState, cond, null_cond=None, guidance_scale=1.0, guide=None, strength=1.0, *,
-                denoise_fn: DenoiseFn, partition: Partition, table: MicroStepTable, unroll=1):
+                denoise_fn: DenoiseFn, partition: Partition, table: MicroStepTable):
     """One macro step: s Euler micro steps (Eq. 6), pop the clean oldest chunk, append fresh noise.
 
     ``guide`` [b, B, H, W, C] (video-to-video): the input video's latents for the frames in the buffer's slots,
@@ -93,7 +90,7 @@ def buffer_step(params, state: BufferState, cond, null_cond=None, guidance_scale
     if guide is not None:
         state = inject_guide(state, guide, strength, jnp.asarray(table.tau_now[0]))
     x, _ = integrate(denoise_fn, params, state.latents, jnp.asarray(table.tau_now), jnp.asarray(table.tau_next),
-                      cond, null_cond, guidance_scale, frames, unroll=unroll)
+                      cond, null_cond, guidance_scale, frames)
     chunk = x[:, K:K + c]
     references = jnp.concatenate([x[:, :K], chunk], axis=1)[:, c:] if K else x[:, :0]
     rng, noise_rng = jax.random.split(state.rng)
@@ -104,15 +101,15 @@ def buffer_step(params, state: BufferState, cond, null_cond=None, guidance_scale
 
 
 def make_buffer_step(denoise_fn: DenoiseFn, partition: Partition, schedule: NoiseSchedule = NoiseSchedule(), *,
-                     donate: bool = True, in_shardings=None, out_shardings=None, unroll=1):
+                     donate: bool = True, in_shardings=None, out_shardings=None):
     """``buffer_step`` specialised to a partition and jitted once, donating the buffer state.
 
     Call as ``step(params, state, cond, null_cond, guidance_scale[, guide, strength])``; ``null_cond=None`` disables
     guidance and ``guide=None`` video-to-video (each a separate compilation); ``guidance_scale`` and ``strength`` are
-    traced, so changing them never recompiles. ``unroll``: micro steps per scan iteration (see ``integrate``).
+    traced, so changing them never recompiles.
     """
     fn = functools.partial(buffer_step, denoise_fn=denoise_fn, partition=partition,
-                           table=micro_step_table(partition, schedule), unroll=unroll)
+                           table=micro_step_table(partition, schedule))
     kw = {}
     if in_shardings is not None:
         kw["in_shardings"] = in_shardings
