@@ -36,9 +36,14 @@ FLAGS = flags.FLAGS
 METRICS = ("present", "colour", "shape", "direction")
 
 
+def calls_per_step(w: float) -> int:
+    """Model evaluations per micro step: CFG (w > 1) batches a conditional and an unconditional branch."""
+    return 2 if w > 1 else 1
+
+
 def table2_rows(teacher: str, student: str, w: float) -> list[tuple[str, str, list[str], float]]:
-    """(name, checkpoint, evaluate flags, model evaluations per emitted frame). CFG doubles the batch: 2 evals."""
-    g = 2 if w > 1 else 1
+    """(name, checkpoint, evaluate flags, model evaluations per emitted frame)."""
+    g = calls_per_step(w)
     rows = [("teacher: K=0 c=2 N=8 s=16 + CFG", teacher, ["--chunk=2", "--steps_per_chunk=16", f"--guidance={w}"],
              16 * g / 2)]
     if student:
@@ -51,7 +56,7 @@ def table2_rows(teacher: str, student: str, w: float) -> list[tuple[str, str, li
 
 
 def table3_rows(pairs: str, w: float) -> list[tuple[str, str, list[str], float]]:
-    g = 2 if w > 1 else 1
+    g = calls_per_step(w)
     out = []
     for item in filter(None, pairs.split(",")):
         name, sep, path = item.partition("=")

@@ -9,11 +9,8 @@ shapes_small EMA parameters; --config.init_from to change) and differs only in t
 then evaluated at c=1 (experiments.paper_tables --table=3). The shapes_small recipe otherwise, with a short
 fine-tuning schedule (fresh AdamW, 20 warm-up steps, cosine to 10%).
 """
-import os
-
 from experiments.configs import shapes_small
-
-BUNDLED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints", "shapes_small")
+from experiments.streaming import BUNDLED
 
 
 def get_config(arg=None):

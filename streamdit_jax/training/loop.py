@@ -111,8 +111,8 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     ``mesh``; its model must be ``cfg.model`` because the run starts from these parameters."""
     source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
     if source_cfg.model != cfg.model:
-        diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items()
-                      if dataclasses.asdict(source_cfg.model).get(k) != v)
+        source = dataclasses.asdict(source_cfg.model)
+        diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items() if source.get(k) != v)
         raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
                                   f"the run starts from its parameters, so they must match")
     return params
@@ -145,11 +145,12 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     ckpt = Checkpointer(workdir, max_to_keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
     data = data_iterator_fn(cfg, workdir)
     teacher = load_teacher(cfg, mesh) if cfg.distill is not None else None
+    resuming = ckpt.latest_step() is not None
     start_params = teacher
-    if cfg.init_from and ckpt.latest_step() is None:
+    if cfg.init_from and not resuming:
         start_params = load_start_params(cfg.init_from, cfg, mesh, "init_from checkpoint")
         log.info("fine-tuning: starting from the EMA parameters of %s", cfg.init_from)
-    if ckpt.latest_step() is not None:
+    if resuming:
         check_resumable(ckpt.read_config(), cfg)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
         state, _, data_state = ckpt.restore(target)
