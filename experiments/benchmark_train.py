@@ -21,7 +21,6 @@ from ml_collections import config_flags
 
 from experiments import benchmarking
 from streamdit_jax.models import forward_flops
-from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import train
@@ -46,7 +45,7 @@ def main(argv):
     rows = [json.loads(l) for l in open(os.path.join(FLAGS.workdir, "metrics.jsonl"))]
     timed = [r for r in rows[1:] if "steps_per_sec" in r]  # the first window holds the compilation
     steps_per_sec = float(np.median([r["steps_per_sec"] for r in timed])) if timed else float("nan")
-    latent = PatchAutoencoder(cfg.autoencoder_factor).latent_shape(
+    latent = cfg.make_autoencoder().latent_shape(
         (cfg.buffer_len, cfg.data.frame_size, cfg.data.frame_size, 3))
     flops_per_step = 3 * forward_flops(cfg.model, latent, batch=cfg.batch_size)  # forward + backward
     achieved = flops_per_step * steps_per_sec

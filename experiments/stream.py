@@ -15,7 +15,6 @@ from absl import app, flags
 
 from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts
 from streamdit_jax.data.pipeline import frames_to_float
-from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
 
 define_stream_flags()
@@ -49,7 +48,7 @@ def main(argv):
             frames = read_video(FLAGS.input_video, cfg.data.frame_size, FLAGS.num_frames or None)
         except ValueError as e:
             fail(f"--input_video: {e}")
-        video = np.asarray(PatchAutoencoder(cfg.autoencoder_factor).encode(frames_to_float(frames)))
+        video = np.asarray(cfg.make_autoencoder().encode(frames_to_float(frames)))
         print(f"video-to-video from {FLAGS.input_video}: {len(frames)} frames at strength {FLAGS.strength}")
     from tqdm import tqdm
     total = FLAGS.num_frames or None

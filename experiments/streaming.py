@@ -5,7 +5,6 @@ import os
 import sys
 
 from streamdit_jax.data.pipeline import float_to_frames
-from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.stream import Streamer, normalize_schedule
 from streamdit_jax.training.restore import CheckpointError, load_for_inference
@@ -83,7 +82,7 @@ def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_
         partition = Partition.from_buffer(cfg.buffer_len, chunk, steps_per_chunk, K)
     except ValueError as e:
         fail(f"invalid partition: {e}")
-    ae = PatchAutoencoder(cfg.autoencoder_factor)
+    ae = cfg.make_autoencoder()
     latent = ae.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
     streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(ae.decode(lat)),
                         schedule=cfg.schedule, guidance_scale=guidance)

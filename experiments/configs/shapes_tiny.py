@@ -24,6 +24,7 @@ def get_config(arg=None):
     c.ema_decay = 0.99
     c.ema_warmup = True
     c.autoencoder_factor = 2
+    c.autoencoder = ""  # a learned autoencoder directory (then autoencoder_factor = 0)
     c.batch_size = 8
     c.total_steps = 100
     c.seed = 0

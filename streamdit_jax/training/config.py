@@ -75,6 +75,9 @@ class TrainConfig:
     ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)); see steps.ema_decay_at
     # patch autoencoder: frames HxWx3 -> latents H/f x W/f x 3f^2; 0 = batches carry precomputed "latents"
     autoencoder_factor: int = 2
+    # learned autoencoder directory (experiments.train_autoencoder): replaces the patch autoencoder (factor must be
+    # 0). Training copies it into WORKDIR/autoencoder and exports carry it, so a checkpoint is self-contained.
+    autoencoder: str = ""
     batch_size: int = 8  # global
     total_steps: int = 1000
     seed: int = 0
@@ -99,6 +102,9 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1 and total_steps={self.total_steps} >= 0")
         if self.data.clip_len < self.buffer_len:
             raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
+        if self.autoencoder and self.autoencoder_factor:
+            raise ValueError(f"autoencoder={self.autoencoder!r} (learned) and autoencoder_factor="
+                             f"{self.autoencoder_factor} (patch) are exclusive: set autoencoder_factor=0")
         expected = 3 * self.autoencoder_factor ** 2
         if self.autoencoder_factor and self.model.latent_channels != expected:
             raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the patch "
@@ -111,6 +117,23 @@ class TrainConfig:
             if self.init_from:
                 raise ValueError(f"init_from={self.init_from!r} and distill are exclusive: a distilled student "
                                  f"always starts from its teacher")
+
+    def make_autoencoder(self):
+        """The frames <-> latents autoencoder of this config: PatchAutoencoder(autoencoder_factor), or the learned
+        one in ``autoencoder`` (its latent channels checked against the model). ValueError naming the problem, also
+        when batches carry precomputed latents (neither is set)."""
+        from streamdit_jax.models.autoencoder import PatchAutoencoder
+        from streamdit_jax.models.learned_autoencoder import load_autoencoder
+        if self.autoencoder_factor:
+            return PatchAutoencoder(self.autoencoder_factor)
+        if not self.autoencoder:
+            raise ValueError("this config has no autoencoder (autoencoder_factor=0 and autoencoder=''): its "
+                             "batches carry precomputed latents")
+        ae = load_autoencoder(self.autoencoder)
+        if ae.latent_channels() != self.model.latent_channels:
+            raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the learned "
+                             f"autoencoder {self.autoencoder!r} ({ae.latent_channels()} channels)")
+        return ae
 
     def distill_partition(self) -> Partition:
         """The teacher's scheme (K, N, c, s) of the distillation (the student runs the same with s = 1)."""

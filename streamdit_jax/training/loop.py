@@ -137,6 +137,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     """
     os.makedirs(workdir, exist_ok=True)
     host0 = jax.process_index() == 0
+    cfg = restore.with_local_autoencoder(cfg, workdir, stage=host0)
     mesh = parallel.make_mesh(cfg.mesh)
     log.info("process %d of %d, %d local / %d global devices, mesh %s", jax.process_index(), jax.process_count(),
              jax.local_device_count(), jax.device_count(), dict(mesh.shape))

@@ -1,22 +1,57 @@
 """Loading a trained checkpoint for inference (streaming, evaluation, distillation teachers)."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
 
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.models.learned_autoencoder import is_autoencoder_dir
 from streamdit_jax.training import steps
 from streamdit_jax.training.config import TrainConfig
 
 
 INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-only export
+AUTOENCODER_DIR = "autoencoder"  # a workdir's / export's own copy of its learned autoencoder
 
 
 class CheckpointError(ValueError):
     """A checkpoint path that is missing, empty, or does not match this code's configs."""
+
+
+def copy_autoencoder(source: str, workdir: str) -> str:
+    """Copies the learned autoencoder directory ``source`` to WORKDIR/autoencoder (atomically; kept if there)."""
+    target = os.path.join(workdir, AUTOENCODER_DIR)
+    if not is_autoencoder_dir(target):
+        os.makedirs(workdir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-autoencoder", dir=workdir)
+        shutil.copytree(source, os.path.join(tmp, "ae"))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(os.path.join(tmp, "ae"), target)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return os.path.abspath(target)
+
+
+def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) -> TrainConfig:
+    """``cfg`` with its learned autoencoder pointing at WORKDIR's own copy, so a checkpoint moved or cloned to another
+    machine still finds it. ``stage`` (training, process 0) first copies ``cfg.autoencoder`` there. CheckpointError
+    naming both places if neither holds it. Configs with the patch autoencoder come back unchanged."""
+    if not cfg.autoencoder:
+        return cfg
+    local = os.path.join(workdir, AUTOENCODER_DIR)
+    if stage and not is_autoencoder_dir(local) and is_autoencoder_dir(cfg.autoencoder):
+        copy_autoencoder(cfg.autoencoder, workdir)
+    if is_autoencoder_dir(local):
+        return dataclasses.replace(cfg, autoencoder=os.path.abspath(local))
+    if is_autoencoder_dir(cfg.autoencoder):
+        return cfg
+    raise CheckpointError(f"learned autoencoder {cfg.autoencoder!r} not found, and {workdir!r} holds no copy in "
+                          f"{AUTOENCODER_DIR}/ (train one with `python -m experiments.train_autoencoder`)")
 
 
 def load_for_inference(workdir: str, step: int | None = None, mesh=None):
@@ -32,6 +67,7 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
             cfg = TrainConfig.from_dict(ckpt.read_config(step))
         except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"checkpoint {workdir!r}: its config does not match this code: {e}") from e
+        cfg = with_local_autoencoder(cfg, workdir)
         if mesh is None:
             mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
         graphdef, _, target, _ = steps.abstract_train_state(cfg, mesh)
@@ -68,4 +104,6 @@ def export_for_inference(workdir: str, output: str, dtype: str = "float16", step
         out.save(int(step), {"ema_params": small}, cfg.to_dict(), {INFERENCE_EXPORT: info}, force=True)
     finally:
         out.close()
+    if cfg.autoencoder:
+        copy_autoencoder(cfg.autoencoder, output)
     return info

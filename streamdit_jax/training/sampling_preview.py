@@ -8,7 +8,6 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.data.pipeline import float_to_frames
-from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.models.text import tokenize_bytes
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
@@ -25,7 +24,7 @@ class Preview:
         partition = Partition.from_buffer(cfg.buffer_len, chunk, 1, cfg.reference_frames)
         partition = Partition(partition.K, partition.N, partition.c, max(1, cfg.sample_steps // partition.N))
         self.cfg, self.graphdef, self.partition, self.prompts = cfg, graphdef, partition, list(prompts)
-        self.autoencoder = PatchAutoencoder(cfg.autoencoder_factor)
+        self.autoencoder = cfg.make_autoencoder()
         denoise = model_denoise_fn(graphdef)
         self.start = make_stream_start(denoise, partition, cfg.schedule)
         self.step = make_buffer_step(denoise, partition, cfg.schedule, donate=False)

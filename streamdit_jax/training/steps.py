@@ -16,7 +16,6 @@ from flax import nnx
 
 from streamdit_jax import flow, parallel
 from streamdit_jax.data.pipeline import frames_to_float
-from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.models.dit import StreamDiT
 from streamdit_jax.models.factory import abstract_model
 from streamdit_jax.models.text import BOS, PAD
@@ -55,7 +54,7 @@ def init_train_state(params, tx: optax.GradientTransformation, seed: int) -> Tra
                       ema_params=jax.tree.map(jnp.copy, params), rng=jax.random.PRNGKey(seed))
 
 
-def frames_to_latents(frames_uint8: jax.Array, autoencoder: PatchAutoencoder) -> jax.Array:
+def frames_to_latents(frames_uint8: jax.Array, autoencoder) -> jax.Array:
     """uint8 frames [b, T, H, W, 3] -> latents in [-1, 1] scale [b, T, h, w, C]."""
     return autoencoder.encode(frames_to_float(frames_uint8))
 
@@ -113,11 +112,11 @@ def apply_gradients(state: TrainState, loss, grads, *, tx: optax.GradientTransfo
 
 
 def batch_latents(batch: dict, cfg: TrainConfig) -> jax.Array:
-    """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the patch autoencoder, or {"latents"}),
+    """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the config's autoencoder, or {"latents"}),
     constrained to the mesh's batch and context axes."""
-    if cfg.autoencoder_factor:
-        latents = frames_to_latents(batch["frames"], PatchAutoencoder(cfg.autoencoder_factor))
-    else:  # precomputed latents (a learned video autoencoder ran offline)
+    if cfg.autoencoder_factor or cfg.autoencoder:
+        latents = frames_to_latents(batch["frames"], cfg.make_autoencoder())
+    else:  # precomputed latents (a video autoencoder ran offline)
         latents = batch["latents"].astype(jnp.float32)
     return parallel.constrain(latents, ("batch", "frames_act", None, None, None))
 

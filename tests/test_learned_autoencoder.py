@@ -1,0 +1,118 @@
+"""The learned frame autoencoder: its interface, atomic save/load, the CLI, and a DiT trained on its latents whose
+checkpoint carries its own copy (train -> export -> stream with the original autoencoder deleted)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from streamdit_jax.data import shapes
+from streamdit_jax.data.pipeline import frames_to_float
+from streamdit_jax.models import get_model_config
+from streamdit_jax.models import learned_autoencoder as lae
+from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
+from streamdit_jax.training.input import train_data_iterator
+from streamdit_jax.training.loop import train
+from streamdit_jax.training.restore import CheckpointError, export_for_inference, load_for_inference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_AE = lae.ConvAutoencoderConfig(latent_channels=4, widths=(8, 16), space_to_depth=2)  # factor 4
+
+
+def saved_tiny_autoencoder(path, seed=0) -> str:
+    frames = shapes.render(seed, 16, shapes.ShapesWorldConfig(frame_size=16)).frames
+    model = lae.new_autoencoder(TINY_AE, seed)
+    shift, scale = lae.latent_statistics(jax.jit(lambda x: model.encode(frames_to_float(x))), [frames])
+    lae.save_autoencoder(str(path), model, shift, scale, {"note": "untrained, for tests"})
+    return str(path)
+
+
+def test_save_load_round_trip_gives_identical_encodings_and_standardised_latents(tmp_path):
+    path = saved_tiny_autoencoder(tmp_path / "ae")
+    ae = lae.load_autoencoder(path)
+    assert ae.factor == 4 and ae.latent_shape((5, 16, 16, 3)) == (5, 4, 4, 4) and ae.info["note"] == "untrained, for tests"
+    frames = frames_to_float(shapes.render(0, 16, shapes.ShapesWorldConfig(frame_size=16)).frames)
+    z = np.asarray(ae.encode(frames))
+    assert z.shape == (16, 4, 4, 4)
+    # the statistics were measured on exactly these frames: standardised latents have mean 0, std 1 per channel
+    np.testing.assert_allclose(z.reshape(-1, 4).mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.reshape(-1, 4).std(0), 1.0, atol=1e-3)
+    fresh = lae.new_autoencoder(TINY_AE, 0)
+    raw = np.asarray(fresh.encode(frames))
+    np.testing.assert_allclose(z * ae.scale + ae.shift, raw, rtol=1e-4, atol=1e-5)
+    y = np.asarray(ae.decode(jnp.asarray(z)))
+    assert y.shape == frames.shape and y.min() >= -1.0 and y.max() <= 1.0
+    with pytest.raises(ValueError, match="not divisible"):
+        ae.latent_shape((1, 18, 18, 3))
+
+
+def test_saving_over_an_autoencoder_replaces_it_whole_and_leaves_no_temporaries(tmp_path):
+    path = saved_tiny_autoencoder(tmp_path / "ae", seed=0)
+    first = lae.load_autoencoder.__wrapped__(path)
+    saved_tiny_autoencoder(tmp_path / "ae", seed=1)
+    second = lae.load_autoencoder.__wrapped__(path)
+    a, b = jax.tree.leaves(first.params), jax.tree.leaves(second.params)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(os.listdir(tmp_path)) == ["ae"]
+    with pytest.raises(ValueError, match="not a learned autoencoder directory"):
+        lae.load_autoencoder(str(tmp_path))
+
+
+def test_config_rejects_both_autoencoders_and_a_channel_mismatch(tmp_path):
+    path = saved_tiny_autoencoder(tmp_path / "ae")
+    with pytest.raises(ValueError, match="exclusive"):
+        TrainConfig(autoencoder=path, autoencoder_factor=2, model=get_model_config("tiny", latent_channels=12))
+    cfg = TrainConfig(autoencoder=path, autoencoder_factor=0, model=get_model_config("tiny", latent_channels=8))
+    with pytest.raises(ValueError, match="latent_channels=8 does not match"):
+        cfg.make_autoencoder()
+
+
+def latent_config(ae_path, **kw):
+    base = dict(model=get_model_config("tiny", latent_channels=4, window=(4, 0, 0)),
+                optim=OptimConfig(learning_rate=1e-3, warmup_steps=1), autoencoder_factor=0, autoencoder=ae_path,
+                data=DataConfig(frame_size=16, clip_len=12, num_clips=8, num_val_clips=2), buffer_len=8,
+                chunk_sizes=(1, 2, 4, 8), batch_size=2, total_steps=2, log_every=1, checkpoint_every=2,
+                sample_every=2, sample_steps=4, ema_decay=0.9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_original_autoencoder(tmp_path):
+    ae_path = saved_tiny_autoencoder(tmp_path / "ae")
+    work = tmp_path / "run"
+    train(latent_config(ae_path), str(work), train_data_iterator, show_progress=False)
+    assert lae.is_autoencoder_dir(str(work / "autoencoder"))
+    assert (work / "sample_0000002.gif").is_file()  # the preview decodes through the learned autoencoder
+    export_for_inference(str(work), str(tmp_path / "export"))
+    lae.load_autoencoder.cache_clear()
+    shutil.rmtree(ae_path)
+    cfg, _, _ = load_for_inference(str(tmp_path / "export"))
+    assert cfg.autoencoder == str(tmp_path / "export" / "autoencoder")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-m", "experiments.stream", f"--checkpoint={tmp_path / 'export'}",
+                        "--num_frames=6", "--steps_per_chunk=1", f"--output={tmp_path / 's.gif'}"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "s.gif").stat().st_size > 0
+    shutil.rmtree(tmp_path / "export" / "autoencoder")  # the export's config names the run's copy: remove both
+    shutil.rmtree(work / "autoencoder")
+    with pytest.raises(CheckpointError, match="learned autoencoder .* not found"):
+        load_for_inference(str(tmp_path / "export"))
+
+
+def test_train_autoencoder_cli_writes_a_loadable_autoencoder_with_its_reconstruction_scores(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = tmp_path / "ae"
+    r = subprocess.run([sys.executable, "-m", "experiments.train_autoencoder", f"--output={out}", "--steps=3",
+                        "--batch_size=4", "--num_clips=2", "--num_eval_clips=1", "--frame_size=16",
+                        "--widths=8,16", "--latent_channels=4"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ae = lae.load_autoencoder(str(out))
+    assert ae.factor == 4
+    assert set(ae.info["reconstruction"]) == {"present", "colour", "shape", "direction"}
+    assert "reconstruction of held-out videos" in r.stdout
