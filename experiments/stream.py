@@ -18,6 +18,7 @@ from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
 
 define_stream_flags()
+flags.DEFINE_bool("pause_gc", True, "Keep Python's cyclic GC out of the chunks (GcPause: steadier chunk latency).")
 flags.DEFINE_string("prompts", "0:a red circle moving left;64:a blue square moving up",
                     "Prompt schedule 'frame:prompt;frame:prompt' (frame 0 required).")
 flags.DEFINE_integer("num_frames", 256, "Frames to stream (0 = until Ctrl-C).")
@@ -41,7 +42,7 @@ def main(argv):
     if FLAGS.input_video and not 0.0 < FLAGS.strength <= 1.0:
         fail(f"--strength={FLAGS.strength} must be in (0, 1]")
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                   FLAGS.guidance)
+                                   FLAGS.guidance, FLAGS.pause_gc)
     video = None
     if FLAGS.input_video:
         try:

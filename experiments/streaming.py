@@ -62,9 +62,11 @@ def default_sampling(cfg) -> tuple[int, int, float]:
     return chunk, 4, (3.0 if cfg.text_dropout > 0 else 1.0)
 
 
-def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None):
+def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,
+                   pause_gc: bool = True):
     """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition; None takes the
-    checkpoint's ``default_sampling``."""
+    checkpoint's ``default_sampling``. The command-line tools are applications, so they choose the real-time GC
+    policy (``pause_gc``, Streamer's GcPause) that a library must leave to its caller."""
     try:
         cfg, graphdef, params = load_for_inference(checkpoint)
     except CheckpointError as e:
@@ -85,5 +87,5 @@ def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_
     ae = cfg.make_autoencoder()
     latent = ae.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
     streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(ae.decode(lat)),
-                        schedule=cfg.schedule, guidance_scale=guidance)
+                        schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc)
     return cfg, streamer

@@ -156,3 +156,35 @@ def test_denoising_and_decoding_run_on_background_threads_and_errors_reach_the_c
     with pytest.raises(RuntimeError, match="decoder exploded"):
         list(s.frames("a red circle moving left", 10))
     assert not [t for t in threading.enumerate() if t.name.startswith("streamdit-")]
+
+
+def test_gc_pause_disables_automatic_collection_collects_every_n_chunks_and_restores_the_state():
+    import gc
+    from streamdit_jax.sampling.stream import GcPause
+    assert gc.isenabled()
+    with GcPause(collect_every=3) as pause:
+        assert not gc.isenabled()
+        for _ in range(7):
+            pause.tick()
+        assert pause.collections == 2
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with GcPause():
+            pass
+        assert not gc.isenabled()  # an application that had GC off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError, match="collect_every"):
+        GcPause(collect_every=0)
+
+
+def test_a_gc_paused_stream_gives_the_same_frames_with_gc_off_only_while_streaming(streamer):
+    import gc
+    paused = make_streamer(Partition.from_buffer(8, 2, 1), pause_gc=True)
+    seen = []
+    for chunk in paused.latents("a red circle moving left", 12, seed=5):
+        seen.append(gc.isenabled())
+    assert seen and not any(seen) and gc.isenabled()
+    np.testing.assert_array_equal(collect(paused, "a red circle moving left", 12, seed=5),
+                                  collect(streamer, "a red circle moving left", 12, seed=5))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
 import queue
 import threading
 import time
@@ -62,14 +63,49 @@ class StreamStats:
                 "frames_per_second": self.frames / self.wall_seconds if self.wall_seconds else float("nan")}
 
 
+class GcPause:
+    """Keeps Python's cyclic garbage collector out of a stream's chunks (a real-time loop's usual policy).
+
+    An automatic collection of the old generations takes milliseconds and lands on whichever chunk happens to
+    allocate at that moment: on the tiny CPU model it is the largest part of the p99 / p50 chunk-latency tail
+    (WORKSPACE.md, issue 6). Inside ``with GcPause() as pause`` automatic collection is off; calling ``pause.tick()``
+    once per chunk runs a young-generation collection (gc.collect(1), cheap) every ``collect_every`` chunks, so cyclic
+    garbage stays bounded over an endless stream. The previous gc state is restored on exit. Process-wide, hence
+    opt-in (Streamer(pause_gc=True), experiments.benchmark_sampler --pause_gc).
+    """
+
+    def __init__(self, collect_every: int = 1000):
+        if collect_every < 1:
+            raise ValueError(f"collect_every must be >= 1 chunk, got {collect_every}")
+        self.collect_every, self.chunks, self.collections = collect_every, 0, 0
+        self._was_enabled = True
+
+    def __enter__(self) -> "GcPause":
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        return self
+
+    def tick(self) -> None:
+        self.chunks += 1
+        if self.chunks % self.collect_every == 0:
+            gc.collect(1)
+            self.collections += 1
+
+    def __exit__(self, *exc) -> None:
+        if self._was_enabled:
+            gc.enable()
+
+
 class Streamer:
     """Streams frames from (graphdef, params) with a fixed partition, chosen at run time; compiles once."""
 
     def __init__(self, graphdef, params, partition: Partition, latent_frame_shape: tuple[int, int, int],
                  decode: Callable[[np.ndarray], np.ndarray], *, schedule: NoiseSchedule = NoiseSchedule(),
-                 guidance_scale: Optional[float] = None, queue_size: int = 4):
+                 guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False):
         """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
-        ``guidance_scale`` None (or <= 1) streams without classifier-free guidance (e.g. a distilled model)."""
+        ``guidance_scale`` None (or <= 1) streams without classifier-free guidance (e.g. a distilled model).
+        ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide)."""
+        self.pause_gc = pause_gc
         self.graphdef, self.params, self.partition = graphdef, params, partition
         self.decode, self.queue_size = decode, queue_size
         self.guidance = None if guidance_scale is None or guidance_scale <= 1.0 else float(guidance_scale)
@@ -119,7 +155,6 @@ class Streamer:
             num_frames = len(video) if num_frames is None else min(num_frames, len(video))
         starts = [f for f, _ in items]
         prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
-        c, K = self.partition.c, self.partition.K
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()
         self.stats = StreamStats()
@@ -128,6 +163,11 @@ class Streamer:
                                       self._null(), w)
         else:
             state, refs = self._v2v_start(jax.random.key(seed), self._guide(video, 0))
+        with (GcPause() if self.pause_gc else NoGcPause()) as pause:
+            yield from self._stream(state, refs, video, strength, num_frames, prompt_at, w, t0, pause)
+
+    def _stream(self, state, refs, video, strength, num_frames, prompt_at, w, t0, pause):
+        c, K = self.partition.c, self.partition.K
         step = 0
         emitted = 0
         if K:
@@ -146,6 +186,7 @@ class Streamer:
                 self.stats.time_to_first_frame = time.perf_counter() - t0
             take = c if num_frames is None else min(c, num_frames - emitted)
             emitted += take
+            pause.tick()
             yield chunk[:take]
 
     def frames(self, schedule: Schedule, num_frames: Optional[int], seed: int = 0, *,
@@ -174,6 +215,19 @@ class Streamer:
             stop.set()
             for t in threads:
                 t.join(timeout=5)
+
+
+class NoGcPause:
+    """GcPause's interface doing nothing: the collector stays as the application set it."""
+
+    def __enter__(self):
+        return self
+
+    def tick(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 _DONE = object()
