@@ -160,17 +160,30 @@ class LearnedAutoencoder:
             raise ValueError(f"frame size {h}x{w} is not divisible by the learned autoencoder's factor {f}")
         return t, h // f, w // f, self.config.latent_channels
 
+    def __post_init__(self):
+        # compiled once per input shape; inside an outer jit (the train step) they simply inline
+        object.__setattr__(self, "_encode", jax.jit(self._encode_impl))
+        object.__setattr__(self, "_decode", jax.jit(self._decode_impl))
+
     def _model(self) -> ConvAutoencoder:
         return nnx.merge(self.graphdef, self.params)
 
-    def encode(self, frames: jax.Array) -> jax.Array:
-        self.latent_shape(frames.shape[-4:]) if frames.ndim >= 4 else None
+    def _encode_impl(self, frames):
         z = self._model().encode(frames)
         return (z - jnp.asarray(self.shift, z.dtype)) / jnp.asarray(self.scale, z.dtype)
 
-    def decode(self, latents: jax.Array) -> jax.Array:
+    def _decode_impl(self, latents):
         z = latents * jnp.asarray(self.scale, latents.dtype) + jnp.asarray(self.shift, latents.dtype)
         return jnp.clip(self._model().decode(z.astype(jnp.float32)), -1.0, 1.0)
+
+    def encode(self, frames: jax.Array) -> jax.Array:
+        """Frames [..., H, W, 3] in [-1, 1] -> standardised latents [..., H/f, W/f, C]."""
+        self.latent_shape((1,) + tuple(frames.shape[-3:]))
+        return self._encode(frames)
+
+    def decode(self, latents: jax.Array) -> jax.Array:
+        """Latents [..., h, w, C] -> frames [..., h f, w f, 3] in [-1, 1]."""
+        return self._decode(latents)
 
 
 def new_autoencoder(config: ConvAutoencoderConfig, seed: int = 0) -> ConvAutoencoder:
@@ -191,7 +204,7 @@ def save_autoencoder(path: str, model: ConvAutoencoder, shift, scale, info: dict
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path), dir=parent)
     try:
         with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
-            f.write(serialization.to_bytes(jax.device_get(params.to_pure_dict())))
+            f.write(serialization.to_bytes(jax.device_get(nnx.to_pure_dict(params))))
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(meta, f, indent=1)
         if os.path.exists(path):
@@ -226,12 +239,12 @@ def load_autoencoder(path: str) -> LearnedAutoencoder:
     graphdef, abstract = nnx.split(model, nnx.Param)
     with open(os.path.join(path, PARAMS_FILE), "rb") as f:
         pure = serialization.msgpack_restore(f.read())
-    template = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract.to_pure_dict())
+    template = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), nnx.to_pure_dict(abstract))
     try:
         pure = serialization.from_state_dict(template, pure)
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path!r}: parameters do not match the architecture in {CONFIG_FILE}: {e}") from e
-    abstract.replace_by_pure_dict(jax.tree.map(jnp.asarray, pure))
+    nnx.replace_by_pure_dict(abstract, jax.tree.map(jnp.asarray, pure))
     return LearnedAutoencoder(config, graphdef, abstract, np.asarray(meta["shift"], np.float32),
                               np.asarray(meta["scale"], np.float32), meta.get("info", {}))
 
