@@ -61,7 +61,7 @@ def run_steps(cfg, mesh, batch, n):
 
 
 def eval_loss(cfg, graphdef, params, batch, seed=123):
-    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), steps.PatchAutoencoder(cfg.autoencoder_factor))
+    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), cfg.make_autoencoder())
     no_drop = cfg.__class__(**{**cfg.__dict__, "text_dropout": 0.0})
     loss, _ = steps.buffered_fm_loss(params, graphdef, latents, jnp.asarray(batch["tokens"]),
                                      jax.random.PRNGKey(seed), no_drop)
