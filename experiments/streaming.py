@@ -9,7 +9,11 @@ from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.stream import Streamer, normalize_schedule
 from streamdit_jax.training.restore import CheckpointError, load_for_inference
 
-BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "shapes_small")
+_CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
+# the default model of stream / evaluate / demo / distill: the DiT on the learned autoencoder's latents (issue 4)
+BUNDLED = os.path.join(_CHECKPOINTS, "shapes_latent")
+# the patch-autoencoder model: the teacher of RESULTS.md's tables and of the bundled distilled student (issue 5)
+PATCH_TEACHER = os.path.join(_CHECKPOINTS, "shapes_small")
 
 
 def define_stream_flags() -> None:

@@ -16,7 +16,9 @@ def get_config(arg=None):
                               b1=0.9, b2=0.99, grad_clip=1.0))
     c.data = ConfigDict(dict(num_clips=256, seed=1))  # merged into the teacher's data config
     c.batch_size = 4
-    c.total_steps = 300  # the bundled student: ~35 min on 2 CPU cores (~6.7 s per step: 16 guided teacher calls)
+    # the bundled student (teacher experiments/checkpoints/shapes_small): ~35 min on 2 CPU cores (~6.7 s per step:
+    # 16 guided teacher calls)
+    c.total_steps = 300
     c.ema_decay = 0.99
     c.ema_warmup = True
     c.seed = 1
