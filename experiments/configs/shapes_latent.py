@@ -10,27 +10,18 @@ learned code instead of 192 raw pixels, so twice the batch still costs half the 
 """
 import os
 
-from experiments.configs import shapes_base
+from experiments.configs import shapes_small
 
 AUTOENCODER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints", "shapes_ae")
 
 
 def get_config(arg=None):
-    c = shapes_base.get_config(arg)
-    c.model = type(c.model)(dict(name="small", latent_channels=8, width=256, depth=4, num_heads=4,
-                                 window=(0, 0, 0), time_freq_dim=64, pooled_text=True,
-                                 text=dict(width=128, depth=2, num_heads=2, max_len=48)))
+    # shapes_small's model and optimiser; what differs is the latent space and what follows from its size
+    c = shapes_small.get_config(arg)
+    c.model.latent_channels = 8
     c.autoencoder_factor = 0
     c.autoencoder = AUTOENCODER
-    c.schedule = type(c.schedule)(dict(kind="shift", param=1.5))
-    c.data.num_clips = 1024
-    c.optim.learning_rate = 1e-3
-    c.optim.warmup_steps = 200
+    c.schedule.param = 1.5
     c.batch_size = 16
     c.total_steps = 4500
-    c.ema_decay = 0.998
-    c.ema_warmup = True
-    c.log_every = 50
-    c.checkpoint_every = 250
-    c.sample_every = 1000
     return c

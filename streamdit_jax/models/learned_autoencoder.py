@@ -128,9 +128,6 @@ class ConvAutoencoder(nnx.Module):
         y = einops.rearrange(self.dec_out(x), "b h w (p q c) -> b (h p) (w q) c", p=s, q=s)
         return y.reshape(lead + y.shape[1:])
 
-    def __call__(self, frames: jax.Array) -> jax.Array:
-        return self.decode(self.encode(frames))
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LearnedAutoencoder:
