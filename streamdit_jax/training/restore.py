@@ -24,10 +24,11 @@ class CheckpointError(ValueError):
     """A checkpoint path that is missing, empty, or does not match this code's configs."""
 
 
-def copy_autoencoder(source: str, workdir: str) -> str:
-    """Copies the learned autoencoder directory ``source`` to WORKDIR/autoencoder (atomically; kept if there)."""
+def copy_autoencoder(source: str, workdir: str, replace: bool = False) -> str:
+    """Copies the learned autoencoder directory ``source`` to WORKDIR/autoencoder (atomically). A copy already there
+    is kept (a resumed run keeps the one it trained with) unless ``replace`` (an export over an older export)."""
     target = os.path.join(workdir, AUTOENCODER_DIR)
-    if not is_autoencoder_dir(target):
+    if replace or not is_autoencoder_dir(target):
         os.makedirs(workdir, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-autoencoder", dir=workdir)
         shutil.copytree(source, os.path.join(tmp, "ae"))
@@ -105,5 +106,5 @@ def export_for_inference(workdir: str, output: str, dtype: str = "float16", step
     finally:
         out.close()
     if cfg.autoencoder:
-        copy_autoencoder(cfg.autoencoder, output)
+        copy_autoencoder(cfg.autoencoder, output, replace=True)
     return info
