@@ -82,6 +82,22 @@ def test_exactly_one_attribute_of_one_object_switches_at_a_time_and_switches_hap
         assert all(len(set(row)) == len(row) for row in colours), "two objects share a colour"
 
 
+def test_switch_weights_set_which_attribute_switches_and_equal_weights_keep_the_original_world():
+    def switched_columns(config):
+        counts = np.zeros(3, int)
+        for seed in range(20):
+            attrs = shapes.render(seed, 400, config).attributes[:, 0, [SHAPE, COLOUR, MOTION]]
+            counts += (attrs[1:] != attrs[:-1]).sum(0)
+        return counts
+
+    motion_only = switched_columns(ShapesWorldConfig(mean_switch_interval=8, switch_weights=(0, 0, 1)))
+    assert motion_only[:2].sum() == 0 and motion_only[2] > 500
+    turns = switched_columns(ShapesWorldConfig(mean_switch_interval=8, switch_weights=(1, 1, 2)))
+    assert 0.43 < turns[2] / turns.sum() < 0.57, turns  # half of the switches are motion, by the weights
+    default, explicit = shapes.render(3, 300), shapes.render(3, 300, ShapesWorldConfig(switch_weights=(2, 2, 2)))
+    np.testing.assert_array_equal(default.frames, explicit.frames)
+
+
 @pytest.mark.parametrize("config", [ShapesWorldConfig(), TWO], ids=["one_object", "two_objects"])
 def test_objects_are_visible_in_their_colour_at_their_centre(config):
     for seed in range(4):
@@ -127,7 +143,10 @@ def test_world_config_rejects_bad_values_naming_them():
                          ({"max_objects": 3}, "max_objects"), ({"two_object_prob": 1.5}, "two_object_prob"),
                          ({"max_objects": 1, "two_object_prob": 0.5}, "two_object_prob"),
                          ({"mean_switch_interval": 0.5}, "mean_switch_interval"),
-                         ({"background": (255, 0, 0)}, "background")]:
+                         ({"background": (255, 0, 0)}, "background"),
+                         ({"switch_weights": (1, 1)}, "switch_weights"),
+                         ({"switch_weights": (1, -1, 1)}, "switch_weights"),
+                         ({"switch_weights": (0, 0, 0)}, "switch_weights")]:
         with pytest.raises(ValueError, match=name):
             ShapesWorldConfig(**kwargs)
     assert ShapesWorldConfig(frame_size=16).object_size == 4

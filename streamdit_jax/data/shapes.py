@@ -57,6 +57,9 @@ class ShapesWorldConfig:
     max_objects: 1 or 2 (the rows of `attributes`).
     two_object_prob: probability that a clip has two objects (needs max_objects = 2). Default 0: one object.
     mean_switch_interval: mean number of frames between attribute switches (geometric intervals); math.inf: never.
+    switch_weights: relative odds that a switch changes the (shape, colour, motion) of an object. Motion is the one
+      attribute a denoiser can read off its own noisy frames when the caption agrees with them, so a world with
+      more motion switches is what teaches a model to obey the caption's direction (WORKSPACE "Issue 4").
     background: RGB of the plain background; must differ from every object colour.
     """
 
@@ -67,6 +70,7 @@ class ShapesWorldConfig:
     two_object_prob: float = 0.0
     mean_switch_interval: float = 48.0
     background: tuple[int, int, int] = (16, 16, 16)
+    switch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self):
         if self.object_size is None:
@@ -88,6 +92,11 @@ class ShapesWorldConfig:
         if not self.mean_switch_interval >= 1.0:
             raise ValueError(f"mean_switch_interval must be >= 1 frame (or math.inf), "
                              f"got {self.mean_switch_interval!r}")
+        object.__setattr__(self, "switch_weights", tuple(float(w) for w in self.switch_weights))
+        if (len(self.switch_weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in self.switch_weights)
+                or sum(self.switch_weights) <= 0):
+            raise ValueError(f"switch_weights must be 3 finite weights >= 0 for (shape, colour, motion) with a "
+                             f"positive sum, got {self.switch_weights!r}")
         if len(self.background) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in self.background):
             raise ValueError(f"background must be 3 ints in [0, 255], got {self.background!r}")
         if self.background in COLOUR_RGB.values():
@@ -195,7 +204,12 @@ class ShapesStream:
         """Change ONE attribute of one object to a different value (colours stay distinct between objects)."""
         rng, attrs = self._rng, self._attrs
         j = int(rng.integers(self._num))
-        column = (SHAPE, COLOUR, MOTION)[int(rng.integers(3))]
+        weights = np.asarray(self.config.switch_weights)
+        if np.all(weights == weights[0]):
+            which = int(rng.integers(3))  # the original draw: worlds with equal weights render as they always did
+        else:
+            which = int(rng.choice(3, p=weights / weights.sum()))
+        column = (SHAPE, COLOUR, MOTION)[which]
         n_values = {SHAPE: len(SHAPES), COLOUR: len(COLOURS), MOTION: len(MOTIONS)}[column]
         taken = {int(v) for v in (attrs[:self._num, COLOUR] if column == COLOUR else [attrs[j, column]])}
         choices = [v for v in range(n_values) if v not in taken]

@@ -34,6 +34,9 @@ class DataConfig:
     num_clips: int = 512
     num_val_clips: int = 16
     two_object_prob: float = 0.0
+    # shapes_world only: how often, and which, attributes change inside a clip (shapes.ShapesWorldConfig)
+    mean_switch_interval: float = 48.0
+    switch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seed: int = 0
 
 
