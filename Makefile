@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m experiments.demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 -q tests
+	$(BIN)/python -m pytest -n 2 -q --durations=20 tests
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m experiments.benchmark_buffer_step --configs=tiny,small
