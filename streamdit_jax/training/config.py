@@ -39,6 +39,11 @@ class DataConfig:
     switch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seed: int = 0
 
+    def __post_init__(self):
+        # JSON (checkpoint metadata) and ConfigDict hand sequences back as lists; a tuple keeps the config hashable
+        # and equal to the one that was saved.
+        object.__setattr__(self, "switch_weights", tuple(self.switch_weights))
+
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
