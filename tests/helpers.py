@@ -1,4 +1,6 @@
-"""Shared test fixtures: small models with non-trivial weights."""
+"""Shared test fixtures: small models with non-trivial weights; the environment for command-line tools under test."""
+import os
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -19,3 +21,15 @@ def randomize(model: nnx.Module, seed: int = 0, scale: float = 0.2) -> nnx.Modul
 
 def tiny_model(seed: int = 0, **overrides) -> StreamDiT:
     return randomize(StreamDiT(get_model_config("tiny", **overrides), rngs=nnx.Rngs(seed)), seed)
+
+
+def subprocess_env(drop_jax_settings: bool = False) -> dict:
+    """This process's environment for a child process: the same XLA flags (conftest's fast compile) but not the 8
+    fake devices (the CLIs run on one), and without JAX_* settings when ``drop_jax_settings`` (a child that sets up
+    jax.distributed itself); the persistent compilation cache directory is always kept."""
+    env = {k: v for k, v in os.environ.items() if not (drop_jax_settings and k.startswith("JAX_"))}
+    env["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                if not f.startswith("--xla_force_host_platform_device_count"))
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        env["JAX_COMPILATION_CACHE_DIR"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+    return env

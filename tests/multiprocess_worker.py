@@ -11,7 +11,8 @@ import os
 import sys
 
 mode, workdir, data_dir, out = sys.argv[1:5]
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={2 if mode == 'distributed' else 4}"
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                    f"--xla_force_host_platform_device_count={2 if mode == 'distributed' else 4}"])
 os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

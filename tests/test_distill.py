@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from helpers import subprocess_env
+
 from streamdit_jax.sampling import buffer
 from streamdit_jax.training.restore import load_for_inference
 from streamdit_jax import flow, parallel
@@ -180,7 +182,7 @@ def test_fine_tuning_starts_from_the_init_from_checkpoint_and_resume_ignores_it(
 
 
 def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teacher_dir):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     work = tmp_path / "student"
     r = subprocess.run([sys.executable, "-m", "experiments.distill",
                         "--config=experiments/configs/distill_shapes.py", f"--workdir={work}",
@@ -196,7 +198,7 @@ def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teache
 
 
 def test_distill_cli_rejects_a_missing_teacher_and_an_invalid_scheme(tmp_path, teacher_dir):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     run = lambda *a: subprocess.run([sys.executable, "-m", "experiments.distill",
                                      "--config=experiments/configs/distill_shapes.py", f"--workdir={tmp_path}/w", *a],
                                     cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import subprocess_env
+
 from streamdit_jax.data import shapes
 from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.models import get_model_config
@@ -92,7 +94,7 @@ def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_origina
     shutil.rmtree(ae_path)
     cfg, _, _ = load_for_inference(str(tmp_path / "export"))
     assert cfg.autoencoder == str(tmp_path / "export" / "autoencoder")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "experiments.stream", f"--checkpoint={tmp_path / 'export'}",
                         "--num_frames=6", "--steps_per_chunk=1", f"--output={tmp_path / 's.gif'}"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -105,7 +107,7 @@ def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_origina
 
 
 def test_train_autoencoder_cli_writes_a_loadable_autoencoder_with_its_reconstruction_scores(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     out = tmp_path / "ae"
     r = subprocess.run([sys.executable, "-m", "experiments.train_autoencoder", f"--output={out}", "--steps=3",
                         "--batch_size=4", "--num_clips=2", "--num_eval_clips=1", "--frame_size=16",

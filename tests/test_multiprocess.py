@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from helpers import subprocess_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "multiprocess_worker.py")
 
@@ -19,10 +21,7 @@ def free_port():
 
 def test_two_process_training_matches_one_process_and_reads_disjoint_splits(tmp_path):
     data_dir = str(tmp_path / "data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") and k != "XLA_FLAGS"}
-    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    if cache:
-        env["JAX_COMPILATION_CACHE_DIR"] = cache
+    env = subprocess_env(drop_jax_settings=True)
     # the reference run first: it also builds the dataset the distributed processes then share
     ref = subprocess.run([sys.executable, WORKER, "reference", str(tmp_path / "ref"), data_dir, str(tmp_path / "ref")],
                          env=env, capture_output=True, text=True, timeout=600)

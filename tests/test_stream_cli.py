@@ -9,6 +9,8 @@ import imageio.v3 as iio
 import jax
 import pytest
 
+from helpers import subprocess_env
+
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.models import get_model_config
@@ -33,14 +35,14 @@ def checkpoint(tmp_path_factory):
 
 
 def run_cli(*args, **kw):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "experiments.stream", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, **kw)
 
 
 def test_a_killed_stream_leaves_a_playable_mp4(checkpoint, tmp_path):
     out = tmp_path / "live.mp4"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-m", "experiments.stream", f"--checkpoint={checkpoint}",
                              "--prompts=0:a red circle moving left", "--num_frames=0", f"--output={out}",
                              "--steps_per_chunk=1", "--fps=8"], cwd=REPO, env=env,
@@ -88,7 +90,7 @@ def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint
                          '"6": "a blue circle moving left"}}\n{"seed": 2, "num_frames": 8, "prompts": '
                          '{"0": "a white square moving up"}}\n')
     out = tmp_path / "r.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--checkpoint={checkpoint}",
                         f"--schedules={schedules}", f"--output_json={out}", "--steps_per_chunk=1", "--window=4"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -105,7 +107,7 @@ def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint
 def test_evaluate_cli_rejects_a_malformed_schedule_line_naming_it(checkpoint, tmp_path):
     schedules = tmp_path / "bad.jsonl"
     schedules.write_text('{"seed": 1, "num_frames": 12, "prompts": {"0": "a red circle moving left"}}\nnot json\n')
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--checkpoint={checkpoint}",
                         f"--schedules={schedules}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "line 2" in r.stderr
@@ -154,7 +156,7 @@ def test_video_to_video_cli_restyles_an_input_gif_and_stops_with_it(checkpoint, 
 
 
 def test_demo_streams_to_mp4_and_gif_and_prints_the_evaluators_table(checkpoint, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "experiments.demo", f"--checkpoint={checkpoint}", "--num_frames=12",
                         "--prompts=0:a red circle moving right;6:a blue square moving up", f"--output={out}"],
@@ -168,7 +170,7 @@ def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpo
     import numpy as np
     from streamdit_jax.training.restore import load_for_inference
     out = tmp_path / "export"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={checkpoint}", f"--output={out}"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
