@@ -13,7 +13,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from experiments.streaming import BUNDLED, build_streamer, parse_prompts
+from experiments.streaming import BUNDLED, build_streamer, parse_prompts, quiet_library_logs
 from streamdit_jax.evaluation import evaluate_stream, format_table
 from streamdit_jax.sampling.video_io import ProgressiveWriter
 
@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    quiet_library_logs()
     schedule = parse_prompts(FLAGS.prompts)
     cfg, streamer = build_streamer(FLAGS.checkpoint)  # the checkpoint's default_sampling
     print(f"checkpoint {FLAGS.checkpoint}: {cfg.model.width}-wide, {cfg.model.depth}-block StreamDiT, "

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments.streaming import build_streamer, define_stream_flags, fail
+from experiments.streaming import build_streamer, define_stream_flags, fail, quiet_library_logs
 from streamdit_jax.evaluation import evaluate_many, format_table
 from streamdit_jax.evaluation.schedule import default_schedules
 from streamdit_jax.sampling.stream import normalize_schedule
@@ -55,6 +55,7 @@ def read_schedules(path: str) -> list[dict]:
 
 def main(argv):
     del argv
+    quiet_library_logs()
     schedules = read_schedules(FLAGS.schedules)
     _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
                                  FLAGS.guidance)

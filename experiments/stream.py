@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from absl import app, flags
 
-from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts
+from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts, quiet_library_logs
 from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
 
@@ -32,6 +32,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    quiet_library_logs()
     schedule = parse_prompts(FLAGS.prompts)
     if FLAGS.num_frames < 0:
         fail(f"--num_frames={FLAGS.num_frames} must be >= 0 (0 = until Ctrl-C)")

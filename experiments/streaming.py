@@ -16,6 +16,14 @@ BUNDLED = os.path.join(_CHECKPOINTS, "shapes_latent")
 PATCH_TEACHER = os.path.join(_CHECKPOINTS, "shapes_small")
 
 
+def quiet_library_logs() -> None:
+    """Orbax and JAX log every step of a checkpoint read at INFO; the streaming tools print their own progress, so
+    they show library logs from WARNING up unless the user asked for a level (``--verbosity=0`` brings INFO back)."""
+    from absl import flags, logging
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def define_stream_flags() -> None:
     """The checkpoint, partition and guidance flags shared by experiments.stream and experiments.evaluate."""
     from absl import flags

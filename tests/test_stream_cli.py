@@ -56,12 +56,16 @@ def test_a_killed_stream_leaves_a_playable_mp4(checkpoint, tmp_path):
     assert frames.ndim == 4 and frames.shape[0] >= 8 and frames.shape[1:] == (16, 16, 3)
 
 
-def test_gif_output_has_exactly_num_frames(checkpoint, tmp_path):
+def test_gif_output_has_exactly_num_frames_and_library_info_logs_stay_quiet(checkpoint, tmp_path):
     out = tmp_path / "s.gif"
-    r = run_cli(f"--checkpoint={checkpoint}", "--prompts=0:a red circle moving left;6:a blue square moving up",
-                "--num_frames=13", f"--output={out}", "--steps_per_chunk=1")
+    args = (f"--checkpoint={checkpoint}", "--prompts=0:a red circle moving left;6:a blue square moving up",
+            "--num_frames=13", f"--output={out}", "--steps_per_chunk=1")
+    r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     assert iio.imread(out).shape[0] == 13 and "13 frames" in r.stdout
+    assert "checkpoint_manager.py" not in r.stderr  # orbax's INFO lines about the checkpoint read
+    r = run_cli(*args, "--verbosity=0")  # ... which the user can ask for
+    assert r.returncode == 0 and "checkpoint_manager.py" in r.stderr, r.stderr[-2000:]
 
 
 @pytest.mark.parametrize("args,needle", [
