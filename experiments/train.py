@@ -28,6 +28,10 @@ config_flags.DEFINE_config_file("config", None, "Training config file (get_confi
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, dataset.")
 flags.DEFINE_string("init_from", None, "Fine-tune: a checkpoint (training workdir or export) whose EMA parameters "
                     "start this run (overrides config.init_from; ignored when WORKDIR already holds a checkpoint).")
+flags.DEFINE_integer("stop_after", None, "Stop after this many steps of this run (a checkpoint is saved there; run "
+                     "again to resume). The learning-rate schedule still follows config.total_steps.")
+flags.DEFINE_float("time_limit_min", None, "Stop after this many minutes of this run, with a checkpoint (e.g. a "
+                   "training budget); run again to resume.")
 flags.DEFINE_bool("distributed", os.environ.get("STREAMDIT_DISTRIBUTED", "") == "1",
                   "Call jax.distributed.initialize() (multi-host).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -50,8 +54,13 @@ def main(argv):
             cfg = dataclasses.replace(cfg, init_from=FLAGS.init_from)
     except ValueError as e:
         fail(f"invalid config: {e}", 2)
+    if FLAGS.stop_after is not None and FLAGS.stop_after < 1:
+        fail(f"--stop_after={FLAGS.stop_after} must be >= 1 (or left unset: train to config.total_steps)", 2)
+    if FLAGS.time_limit_min is not None and not FLAGS.time_limit_min > 0:
+        fail(f"--time_limit_min={FLAGS.time_limit_min} must be > 0 (or left unset: no time limit)", 2)
     try:
-        train(cfg, FLAGS.workdir, train_data_iterator)
+        train(cfg, FLAGS.workdir, train_data_iterator, stop_after=FLAGS.stop_after,
+              time_limit_s=None if FLAGS.time_limit_min is None else 60.0 * FLAGS.time_limit_min)
     except (ConfigMismatchError, CheckpointError) as e:
         fail(str(e), 2)
     except NonFiniteError as e:

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import subprocess_env
+
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.models import get_model_config
@@ -138,6 +140,19 @@ def test_unknown_config_keys_and_bad_chunk_sets_raise_errors_naming_them():
         TrainConfig.from_dict({**d, "optim": {"learning_rat": 1.0}})
     with pytest.raises(ValueError, match=r"chunk sizes \[3\]"):
         TrainConfig.from_dict({**d, "chunk_sizes": (1, 3)})
+
+
+def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
+                        f"--workdir={tmp_path}", "--config.total_steps=50", "--config.data.num_clips=8",
+                        "--config.data.clip_len=8", "--config.sample_every=0", "--config.log_every=1",
+                        "--stop_after=2"], cwd=REPO, capture_output=True, text=True, env=subprocess_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+    r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
+                        f"--workdir={tmp_path}", "--stop_after=0"], cwd=REPO, capture_output=True, text=True,
+                       env=subprocess_env())
+    assert r.returncode == 2 and "--stop_after=0" in r.stderr
 
 
 def test_train_cli_rejects_unknown_override_and_bad_chunk_set_with_named_errors(tmp_path):
