@@ -8,6 +8,8 @@ Measured in one run, beside the matmul peak of the same run:
 - time to first frame (stream start: T2V over the buffer + fill from the cached trajectory, Sec. 6), cold (with
   compilation) and warm;
 - ms per macro step p50 / p99 over --chunks chunks, latent frames/s, achieved FLOP/s and its share of the peak;
+- p99/p50 of a plain jitted matmul sized to the same p50 (the machine's own latency tail: the floor under the
+  stream's p99/p50);
 - the jitted lax.scan buffer step against a Python loop of jitted single micro steps, both at s = --loop_s;
 - retraces over the stream (must be 0 after the first call) and RSS growth from chunk 100 to the end.
 Appends a section to BENCHMARKS.md unless --output=''.
@@ -127,6 +129,9 @@ def main(argv):
     flops = partition.s * forward_flops(cfg, like.shape[1:])
     retraces = len(traces) - traces_after_warmup
 
+    # the machine's own tail: a plain jitted matmul of the same length, no stream around it
+    floor_ratio, floor_p50 = benchmarking.latency_jitter_floor(p50, peak, min(FLAGS.chunks, 3000))
+
     # scan vs Python loop at s = loop_s
     loop_partition = Partition(0, partition.N, partition.c, FLAGS.loop_s)
     table = micro_step_table(loop_partition)
@@ -139,11 +144,12 @@ def main(argv):
     loop_ms = 1e3 * np.median(benchmarking.time_calls(lambda: loop_step(params, fresh, cond), FLAGS.loop_iters))
 
     header = ["config", "partition", "TTFF cold s", "TTFF warm ms", "p50 ms", "p99 ms", "p99/p50", "latent frames/s",
-              "p99/p50 GC paused", "GFLOP/s", "of peak", f"scan s={FLAGS.loop_s} ms", "Python loop ms", "scan speed-up",
+              "p99/p50 GC paused", "p99/p50 plain matmul (floor)", "GFLOP/s", "of peak", f"scan s={FLAGS.loop_s} ms", "Python loop ms", "scan speed-up",
               f"retraces ({FLAGS.chunks} chunks)", "RSS growth"]
     growth = (rss_end - rss_at_100) / rss_at_100 if rss_at_100 else float("nan")
     row = [FLAGS.config, f"K={partition.K} N={partition.N} c={partition.c} s={partition.s}", round(ttff_cold, 2),
-           1e3 * ttff_warm, 1e3 * p50, 1e3 * p99, p99 / p50, partition.c / p50, p99_paused / p50_paused, flops / p50 / 1e9,
+           1e3 * ttff_warm, 1e3 * p50, 1e3 * p99, p99 / p50, partition.c / p50, p99_paused / p50_paused,
+           f"{floor_ratio:.3f} ({1e3 * floor_p50:.2f} ms)", flops / p50 / 1e9,
            f"{100 * flops / p50 / peak:.1f}%", scan_ms, loop_ms, f"{loop_ms / scan_ms:.2f}x", retraces,
            f"{100 * growth:.2f}%"]
     table_md = benchmarking.markdown_table(header, [row])
@@ -155,7 +161,9 @@ def main(argv):
             f"(T2V over the buffer, T={partition.T} steps, plus fill) + first buffer step. Latencies per macro step "
             f"with the result waited for. RSS growth from chunk 100 to chunk {FLAGS.chunks}. 'GC paused': a second "
             f"stream of {FLAGS.chunks} chunks inside streamdit_jax.sampling.stream.GcPause (no automatic cyclic GC; "
-            f"gc.collect(1) every 1000 chunks, timed).")
+            f"gc.collect(1) every 1000 chunks, timed). 'plain matmul (floor)': p99/p50 of one jitted float32 matmul "
+            f"sized to the stream's p50, called {min(FLAGS.chunks, 3000)} times in the same run: the machine's own "
+            f"latency tail, the floor under the stream's.")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,23 @@ def matmul_peak(n: int | None = None, dtype=None, iters: int = 5) -> tuple[float
     return 2.0 * n ** 3 / t, f"{n}x{n} {jnp.dtype(dtype).name} matmul"
 
 
+def latency_jitter_floor(target_s: float, peak: float, iters: int = 3000) -> tuple[float, float]:
+    """(p99/p50, p50 seconds) of one plain jitted float32 matmul sized to take about ``target_s`` per call.
+
+    The latency tail of the machine itself (VM scheduling, XLA's CPU thread pool), with no Python work, no buffer
+    state and no model: the floor under a streamed chunk's p99/p50 measured in the same run.
+    """
+    n = max(32, round((target_s * peak / 2) ** (1 / 3)))
+    f = jax.jit(lambda a: a @ a)
+    for _ in range(2):  # a small matmul runs below the peak: rescale n once or twice towards target_s
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        took = float(np.median(time_calls(lambda: f(a), 20)))
+        n = max(32, round(n * (target_s / took) ** (1 / 3)))
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    t = time_calls(lambda: f(a), iters)
+    return float(np.percentile(t, 99) / np.percentile(t, 50)), float(np.median(t))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
