@@ -8,8 +8,15 @@ Windows in which the motion turns -- the older, cleaner frames go one way, the n
 new way -- are the examples where only the caption tells the answer. The base world switches one attribute every
 48 frames on average, a third of them motion; this one every 16 frames, half of them motion: ~6x the turns.
 
+The bundle used it twice (TRAINING.md in the checkpoint): stage 3 from the step-3,700 base model, stopped at
+1,247 steps, then stage 4, an anneal of that export over what was left of the schedule:
+
   python -m experiments.train --config=experiments/configs/shapes_latent_turns.py --workdir=/tmp/turns \
-      --init_from=experiments/checkpoints/shapes_latent
+      --init_from=/tmp/latent_export --stop_after=1247
+  python -m experiments.export --workdir=/tmp/turns --output=/tmp/turns_export
+  python -m experiments.train --config=experiments/configs/shapes_latent_turns.py --workdir=/tmp/anneal \
+      --init_from=/tmp/turns_export --config.optim.learning_rate=2e-4 --config.optim.warmup_steps=20 \
+      --config.total_steps=650
 """
 from experiments.configs import shapes_latent
 
