@@ -13,7 +13,9 @@ def get_config(arg=None):
     c.optim = ConfigDict(dict(learning_rate=1e-3, warmup_steps=10, end_lr_factor=0.1, weight_decay=0.01,
                               b1=0.9, b2=0.99, grad_clip=1.0))
     c.data = ConfigDict(dict(name="shapes_world", data_dir="", video_dir="", frame_size=16, clip_len=24,
-                             num_clips=64, num_val_clips=4, two_object_prob=0.0, seed=0))
+                             num_clips=64, num_val_clips=4, two_object_prob=0.0,
+                             # how often, and which of (shape, colour, motion), an attribute switches in a clip
+                             mean_switch_interval=48.0, switch_weights=(1.0, 1.0, 1.0), seed=0))
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.buffer_len = 8
     c.reference_frames = 0
