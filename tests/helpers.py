@@ -27,9 +27,8 @@ def subprocess_env(drop_jax_settings: bool = False) -> dict:
     """This process's environment for a child process: the same XLA flags (conftest's fast compile) but not the 8
     fake devices (the CLIs run on one), and without JAX_* settings when ``drop_jax_settings`` (a child that sets up
     jax.distributed itself); the persistent compilation cache directory is always kept."""
-    env = {k: v for k, v in os.environ.items() if not (drop_jax_settings and k.startswith("JAX_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not (drop_jax_settings and k.startswith("JAX_") and k != "JAX_COMPILATION_CACHE_DIR")}
     env["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                                 if not f.startswith("--xla_force_host_platform_device_count"))
-    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
-        env["JAX_COMPILATION_CACHE_DIR"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
     return env

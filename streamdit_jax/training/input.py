@@ -23,7 +23,7 @@ def prepare_dataset(cfg: TrainConfig, workdir: str):
         kwargs = dict(num_train_clips=d.num_clips, num_validation_clips=d.num_val_clips, clip_len=d.clip_len,
                       world=shapes.ShapesWorldConfig(frame_size=d.frame_size, two_object_prob=d.two_object_prob,
                                                      mean_switch_interval=d.mean_switch_interval,
-                                                     switch_weights=tuple(d.switch_weights)),
+                                                     switch_weights=d.switch_weights),
                       base_seed=d.seed)
     elif d.name == "video_folder":
         if not d.video_dir:
