@@ -30,12 +30,12 @@ FLAGS = flags.FLAGS
 
 OBJECTS = (("red", "circle"), ("blue", "square"), ("green", "triangle"), ("yellow", "circle"), ("white", "square"),
            ("cyan", "triangle"), ("magenta", "circle"))
-LETTERS = "LRUD"  # shapes.MOTIONS order
+LETTERS = "".join(m[0].upper() for m in shapes.MOTIONS)  # L R U D
 
 
 def motion_letters(pred_motion: np.ndarray, every: int = 4) -> str:
     """The seen motion of every ``every``-th frame as L/R/U/D ('-': none)."""
-    return "".join(LETTERS[m] if m >= 0 else "-" for m in np.asarray(pred_motion)[::every])
+    return "".join("-" if m == shapes_metrics.NO_MOTION else LETTERS[m] for m in np.asarray(pred_motion)[::every])
 
 
 def probe(streamer, seeds: int, num_frames: int, start_frames: int, base_seed: int = 500) -> dict:

@@ -1,7 +1,6 @@
 """experiments.probe_direction: per-word direction accuracy of constant-prompt streams, scored by the evaluator."""
 import math
 
-import numpy as np
 import pytest
 
 from experiments.probe_direction import format_probe, probe

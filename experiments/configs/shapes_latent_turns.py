@@ -8,8 +8,8 @@ same noise). Windows in which the motion turns -- the older, cleaner frames go o
 caption's new way -- are the examples where only the caption tells the answer. The base world switches one attribute
 every 48 frames on average, a third of them motion; this one every 16 frames, half of them motion: ~6x the turns.
 
-Trained from scratch with shapes_latent's optimiser and 4,500-step schedule (stage 2 of the bundled recipe, ~80 min
-on 2 CPU cores):
+Trained from scratch with shapes_latent's optimiser and 4,500-step schedule (stage 2 of the bundled recipe: 87 min
+wall on 2 CPU cores, ~10 of them beside other work):
 
   python -m experiments.train --config=experiments/configs/shapes_latent_turns.py --workdir=/tmp/turns
 """
