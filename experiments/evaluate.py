@@ -58,7 +58,7 @@ def main(argv):
     quiet_library_logs()
     schedules = read_schedules(FLAGS.schedules)
     _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                 FLAGS.guidance)
+                                 FLAGS.guidance, warmup_frames=FLAGS.warmup_frames)
     videos, frames_total, seconds = [], 0, 0.0
     for i, item in enumerate(schedules):
         t = time.perf_counter()
@@ -71,7 +71,7 @@ def main(argv):
     result["frames_per_second"] = frames_total / seconds if seconds else float("nan")
     p = streamer.partition
     result["sampling"] = {"reference_frames": p.K, "chunk": p.c, "steps_per_chunk": p.s,
-                          "guidance": streamer.guidance or 1.0}
+                          "guidance": streamer.guidance or 1.0, "warmup_frames": streamer.warmup_chunks * p.c}
     print(format_table(result))
     print(f"frames_per_second (after the first, compiling, stream): {result['frames_per_second']:.1f}")
     if FLAGS.output_json:

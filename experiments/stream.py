@@ -43,7 +43,7 @@ def main(argv):
     if FLAGS.input_video and not 0.0 < FLAGS.strength <= 1.0:
         fail(f"--strength={FLAGS.strength} must be in (0, 1]")
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                   FLAGS.guidance, FLAGS.pause_gc)
+                                   FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames)
     video = None
     if FLAGS.input_video:
         try:

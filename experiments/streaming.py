@@ -33,6 +33,9 @@ def define_stream_flags() -> None:
     flags.DEFINE_integer("steps_per_chunk", None, "Micro steps s per macro step. Default: 1 for a distilled "
                          "student, else 4.")
     flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
+    flags.DEFINE_integer("warmup_frames", None, "Frames generated after the T2V start and discarded (not for "
+                         "--input_video). Default: one buffer (B - K), so every emitted frame was denoised from "
+                         "fresh noise by the stream; 0 emits the T2V start's frames.", lower_bound=0)
     flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (<= 1: off). Default: 1 for a distilled "
                        "student (it learned the guided teacher), 3 for a model trained with caption dropout, else 1.")
 
@@ -75,9 +78,9 @@ def default_sampling(cfg) -> tuple[int, int, float]:
 
 
 def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,
-                   pause_gc: bool = True):
+                   pause_gc: bool = True, warmup_frames=None):
     """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition; None takes the
-    checkpoint's ``default_sampling``. The command-line tools are applications, so they choose the real-time GC
+    checkpoint's ``default_sampling`` (and a warm-up of one buffer, B - K frames). The command-line tools are applications, so they choose the real-time GC
     policy (``pause_gc``, Streamer's GcPause) that a library must leave to its caller."""
     try:
         cfg, graphdef, params = load_for_inference(checkpoint)
@@ -87,8 +90,6 @@ def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_
     chunk = defaults[0] if chunk is None else chunk
     steps_per_chunk = defaults[1] if steps_per_chunk is None else steps_per_chunk
     guidance = defaults[2] if guidance is None else guidance
-    print(f"sampling {os.path.basename(os.path.normpath(checkpoint))}: c={chunk} s={steps_per_chunk} "
-          f"guidance={guidance:g}", file=sys.stderr)
     if chunk not in cfg.chunk_sizes:
         fail(f"--chunk={chunk} is not a chunk size this model was trained with: {tuple(cfg.chunk_sizes)}")
     K = cfg.reference_frames if reference_frames is None else reference_frames
@@ -96,8 +97,14 @@ def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_
         partition = Partition.from_buffer(cfg.buffer_len, chunk, steps_per_chunk, K)
     except ValueError as e:
         fail(f"invalid partition: {e}")
+    warmup_frames = partition.B - partition.K if warmup_frames is None else warmup_frames
+    if warmup_frames < 0:
+        fail(f"--warmup_frames={warmup_frames} must be >= 0")
+    print(f"sampling {os.path.basename(os.path.normpath(checkpoint))}: c={chunk} s={steps_per_chunk} "
+          f"guidance={guidance:g} warm-up {warmup_frames} frames", file=sys.stderr)
     ae = cfg.make_autoencoder()
     latent = ae.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
     streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(ae.decode(lat)),
-                        schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc)
+                        schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc,
+                        warmup_frames=warmup_frames)
     return cfg, streamer

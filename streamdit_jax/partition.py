@@ -198,10 +198,23 @@ class ChunkSizeMix:
 
 
 def mixed_chunk_tau(rng: jax.Array, mix: ChunkSizeMix, batch: int,
-                    schedule: NoiseSchedule = NoiseSchedule()) -> tuple[jax.Array, jax.Array]:
-    """Mixed training noise levels (Eq. 8 with c drawn per example). Returns (tau [batch, B], chunk size [batch])."""
+                    schedule: NoiseSchedule = NoiseSchedule(),
+                    t2v_allowed: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Mixed training noise levels (Eq. 8 with c drawn per example). Returns (tau [batch, B], chunk size [batch]).
+
+    t2v_allowed: optional bool [batch]; where False the example never gets c = B - K (plain T2V): its chunk size is
+    drawn from the other sizes, their probabilities renormalised. Used to keep T2V examples to windows whose caption
+    holds at every frame (TrainConfig.t2v_steady_windows).
+    """
     pick_rng, u_rng = jax.random.split(rng)
-    choice = jax.random.choice(pick_rng, len(mix.chunk_sizes), (batch,), p=jnp.asarray(mix.probs()))
+    probs = jnp.asarray(mix.probs())
+    if t2v_allowed is None:
+        choice = jax.random.choice(pick_rng, len(mix.chunk_sizes), (batch,), p=probs)
+    else:
+        is_t2v = jnp.asarray(mix.chunk_sizes) == mix.buffer_len - mix.reference_frames  # [n]
+        keep = jnp.asarray(t2v_allowed, bool)[:, None] | ~is_t2v[None, :]  # [batch, n]
+        p = jnp.where(keep, probs[None, :], 0.0)
+        choice = jax.random.categorical(pick_rng, jnp.log(p / jnp.sum(p, axis=1, keepdims=True)), axis=1)
     r = jax.random.uniform(u_rng, (batch, mix.buffer_len))  # one draw per chunk; N <= B
     candidates = jnp.stack([_chunk_tau_from_uniform(r, p, schedule) for p in mix.partitions()])  # [n, batch, B]
     tau = jnp.take_along_axis(candidates, choice[None, :, None], axis=0)[0]

@@ -253,7 +253,8 @@ def test_train_batches_have_the_documented_keys_shapes_and_dtypes(shapes_data):
     ds = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=3, seed=0,
                                      max_text_len=TEXT_LEN)
     for batch in _take(iter(ds), 4):  # 12 windows > 8 clips: crosses an epoch
-        assert set(batch) == {"frames", "tokens"}
+        assert set(batch) == {"frames", "tokens", "steady"}
+        assert batch["steady"].shape == (3,) and batch["steady"].dtype == np.bool_
         assert batch["frames"].shape == (3, WINDOW, 16, 16, 3) and batch["frames"].dtype == np.uint8
         assert batch["tokens"].shape == (3, TEXT_LEN) and batch["tokens"].dtype == np.int32
     finite = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=3, seed=0,
@@ -266,17 +267,20 @@ def test_windows_are_consecutive_clip_frames_captioned_by_their_last_frame(shape
                                      max_text_len=TEXT_LEN, with_provenance=True)
     starts, first_differs = set(), 0
     for batch in _take(iter(ds), 6):
-        for frames, tokens, clip_id, start in zip(batch["frames"], batch["tokens"], batch["id"], batch["start"]):
+        for frames, tokens, clip_id, start, steady in zip(batch["frames"], batch["tokens"], batch["id"],
+                                                          batch["start"], batch["steady"]):
             clip = shapes.render(int(clip_id), CLIP_LEN, TINY_WORLD)
             assert 0 <= start <= CLIP_LEN - WINDOW
             np.testing.assert_array_equal(frames, clip.frames[start:start + WINDOW])
             last = clip.captions[start + WINDOW - 1]
             assert decode_tokens(tokens) == last
             np.testing.assert_array_equal(tokens, tokenize_bytes([last], TEXT_LEN)[0])
+            assert bool(steady) == all(c == last for c in clip.captions[start:start + WINDOW])
             starts.add(int(start))
             first_differs += clip.captions[start] != last
     assert len(starts) > 3, f"window starts are not random: {starts}"
     assert first_differs > 0, "no window had a switch inside: the last-frame rule was not exercised"
+    assert first_differs < 24, "every window had a switch inside: the steady flag was only tested False"
 
 
 def test_pipeline_is_a_pure_function_of_the_seed(shapes_data):

@@ -124,3 +124,14 @@ def test_mixed_training_draws_chunk_sizes_with_their_probabilities():
         rows = tau[sizes == c].reshape(-1, 16 // c, c)
         assert np.all(rows == rows[..., :1])
         assert np.all(np.diff(rows[..., 0], axis=1) <= 0)
+
+
+def test_t2v_allowed_false_never_draws_plain_t2v_and_renormalises_the_other_sizes():
+    mix = ChunkSizeMix(16, (1, 4, 16), (0.2, 0.3, 0.5))
+    allowed = np.arange(4000) % 2 == 0  # even examples may be T2V, odd ones may not
+    _, sizes = mixed_chunk_tau(jax.random.key(2), mix, 4000, t2v_allowed=allowed)
+    sizes = np.asarray(sizes)
+    banned, free = sizes[~allowed], sizes[allowed]
+    assert not np.any(banned == 16)
+    np.testing.assert_allclose([np.mean(banned == c) for c in (1, 4)], [0.4, 0.6], atol=0.04)
+    np.testing.assert_allclose([np.mean(free == c) for c in (1, 4, 16)], [0.2, 0.3, 0.5], atol=0.04)

@@ -188,3 +188,16 @@ def test_a_gc_paused_stream_gives_the_same_frames_with_gc_off_only_while_streami
     assert seen and not any(seen) and gc.isenabled()
     np.testing.assert_array_equal(collect(paused, "a red circle moving left", 12, seed=5),
                                   collect(streamer, "a red circle moving left", 12, seed=5))
+
+
+def test_warmup_discards_whole_chunks_and_the_schedule_counts_emitted_frames():
+    plain = make_streamer(Partition.from_buffer(8, 2, 1))
+    warm = make_streamer(Partition.from_buffer(8, 2, 1), warmup_frames=3)  # rounded up to 2 chunks = 4 frames
+    assert warm.warmup_chunks == 2
+    a, b = "a red circle moving left", "a green square moving up"
+    reference = np.concatenate(list(plain.latents({0: a, 10: b}, 24, seed=3)))
+    warmed = np.concatenate(list(warm.latents({0: a, 6: b}, 20, seed=3)))
+    np.testing.assert_array_equal(warmed, reference[4:])
+    assert len(warm.stats.chunk_seconds) == 10  # emitted chunks only; the warm-up is in the time to first frame
+    with pytest.raises(ValueError, match=r"warmup_frames=-1 must be an int >= 0"):
+        make_streamer(Partition.from_buffer(8, 2, 1), warmup_frames=-1)

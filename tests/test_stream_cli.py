@@ -104,8 +104,10 @@ def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint
     for key in ("present", "colour", "shape", "direction", "switch_lag_frames", "drift_points", "frames_per_second"):
         assert key in result
     assert result["frames"] == 20 and result["videos"] == 2
-    # unset flags took the checkpoint's defaults (trained with caption dropout: CFG 3, c=2), the set one was kept
-    assert result["sampling"] == {"reference_frames": 0, "chunk": 2, "steps_per_chunk": 1, "guidance": 3.0}
+    # unset flags took the checkpoint's defaults (trained with caption dropout: CFG 3, c=2; a warm-up of one
+    # 8-frame buffer), the set one was kept
+    assert result["sampling"] == {"reference_frames": 0, "chunk": 2, "steps_per_chunk": 1, "guidance": 3.0,
+                                  "warmup_frames": 8}
 
 
 def test_evaluate_cli_rejects_a_malformed_schedule_line_naming_it(checkpoint, tmp_path):

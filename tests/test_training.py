@@ -142,6 +142,21 @@ def test_unknown_config_keys_and_bad_chunk_sets_raise_errors_naming_them():
         TrainConfig.from_dict({**d, "chunk_sizes": (1, 3)})
 
 
+def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
+    cfg = tiny_config(t2v_steady_windows=True, chunk_probs=(0.1, 0.1, 0.1, 0.7))
+    batch = fixed_batch()
+    t2v_counts = {}
+    for steady in (False, True):
+        _, _, metrics = run_steps(cfg, one_device_mesh(), {**batch, "steady": np.full((8,), steady)}, 4)
+        t2v_counts[steady] = sum(float(m["loss_c8_count"]) for m in metrics)
+        assert sum(float(m[f"loss_c{c}_count"]) for m in metrics for c in (1, 2, 4, 8)) == 32
+    assert t2v_counts[False] == 0 and t2v_counts[True] > 8, t2v_counts  # 32 draws at p=0.7
+    with pytest.raises(ValueError, match="'steady' flag"):
+        run_steps(cfg, one_device_mesh(), batch, 1)
+    with pytest.raises(ValueError, match=r"t2v_steady_windows=True needs the T2V chunk size B-K=8"):
+        tiny_config(t2v_steady_windows=True, chunk_sizes=(1, 2, 4))
+
+
 def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step(tmp_path):
     r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
                         f"--workdir={tmp_path}", "--config.total_steps=50", "--config.data.num_clips=8",

@@ -21,6 +21,7 @@ def get_config(arg=None):
     c.reference_frames = 0
     c.chunk_sizes = (1, 2, 4, 8)
     c.chunk_probs = None
+    c.t2v_steady_windows = False  # True: plain T2V examples only from windows without a caption switch
     c.schedule = ConfigDict(dict(kind="linear", param=1.0))
     c.text_dropout = 0.1
     c.ema_decay = 0.99

@@ -38,7 +38,8 @@ def float_to_frames(x: Any) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SampleWindow(grain.transforms.RandomMap):
-    """A random window of window_len consecutive frames of a clip, with the tokens of its last frame's caption.
+    """A random window of window_len consecutive frames of a clip, with the tokens of its last frame's caption and
+    "steady": whether that caption holds at every frame of the window (no prompt switch inside it).
 
     The rng is grain's per-record generator (derived from the pipeline seed and the record's index), so the
     window is deterministic and reproducible after restoring an iterator. with_provenance adds "id" (the clip's
@@ -59,9 +60,11 @@ class SampleWindow(grain.transforms.RandomMap):
         if len(captions) != clip_len:
             raise ValueError(f"clip {element.get('id')} has {len(captions)} captions for {clip_len} frames")
         start = int(rng.integers(0, clip_len - self.window_len + 1))
-        text = captions[start + self.window_len - 1]
+        window_captions = captions[start:start + self.window_len]
+        text = window_captions[-1]
         out = {"frames": np.asarray(frames[start:start + self.window_len]),
-               "tokens": tokenize_bytes([text], self.max_text_len)[0]}
+               "tokens": tokenize_bytes([text], self.max_text_len)[0],
+               "steady": np.bool_(all(c == text for c in window_captions))}
         if self.with_provenance:
             out["id"] = np.int64(element["id"])
             out["start"] = np.int32(start)
@@ -73,7 +76,7 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
                        read_threads: int = 4, prefetch_buffer_size: int | None = None,
                        with_provenance: bool = False) -> grain.IterDataset:
     """Per-process batches {"frames": uint8 [batch_size, window_len, H, W, 3], "tokens": int32 [batch_size,
-    max_text_len]} (drop_remainder), from a random-access source such as ``tfds.data_source(name,
+    max_text_len], "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source such as ``tfds.data_source(name,
     split=tfds.split_for_jax_process("train"), data_dir=...)``.
 
     Records are shuffled (each epoch differently) and repeated num_epochs times (None: forever); every record gets

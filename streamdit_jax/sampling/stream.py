@@ -1,7 +1,10 @@
 """Streamer: endless video from a StreamDiT with live prompt switches (Sec. 5-6).
 
 The stream starts from the cached uniform T2V trajectory (``make_stream_start``), then calls the ONE jitted
-``buffer_step`` forever. A prompt schedule {frame index: prompt} is applied per macro step: the step that emits the
+``buffer_step`` forever. ``warmup_frames`` (ours, not the paper's) runs that many frames' macro steps before the first
+emitted frame and discards them: with one buffer's worth (B - K frames) every emitted frame entered the buffer as
+fresh noise and was denoised by the stream alone, not taken over from the T2V pass (whose older frames may not
+follow the prompt; WORKSPACE.md "Session 8"). A prompt schedule {frame index: prompt} is applied per macro step: the step that emits the
 chunk starting at stream frame f denoises with the prompt active at f, so frames before a switch never change.
 Prompts are encoded only when they change. Denoising and decoding run on two background threads linked by bounded
 queues (the paper runs them on separate threads), so they overlap with each other and with the consumer; the
@@ -101,10 +104,18 @@ class Streamer:
 
     def __init__(self, graphdef, params, partition: Partition, latent_frame_shape: tuple[int, int, int],
                  decode: Callable[[np.ndarray], np.ndarray], *, schedule: NoiseSchedule = NoiseSchedule(),
-                 guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False):
+                 guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False,
+                 warmup_frames: int = 0):
         """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
         ``guidance_scale`` None (or <= 1) streams without classifier-free guidance (e.g. a distilled model).
-        ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide)."""
+        ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide).
+        ``warmup_frames``: frames generated after the T2V start and discarded before the first emitted one (rounded
+        up to whole chunks; the time to first frame includes them; video-to-video streams start from their input
+        and have none). The prompt schedule counts emitted frames; the warm-up uses the prompt at frame 0."""
+        if not isinstance(warmup_frames, (int, np.integer)) or warmup_frames < 0:
+            raise ValueError(f"warmup_frames={warmup_frames!r} must be an int >= 0 (0: emit from the T2V start, "
+                             f"{partition.B - partition.K}: one buffer)")
+        self.warmup_chunks = -(-int(warmup_frames) // partition.c)
         self.pause_gc = pause_gc
         self.graphdef, self.params, self.partition = graphdef, params, partition
         self.decode, self.queue_size = decode, queue_size
@@ -170,7 +181,11 @@ class Streamer:
         c, K = self.partition.c, self.partition.K
         step = 0
         emitted = 0
-        if K:
+        if video is None and self.warmup_chunks:
+            for _ in range(self.warmup_chunks):  # its frames (and the K T2V reference frames) are not emitted
+                state, _ = self._step(self.params, state, self._cond(prompt_at(0)), self._null(), w)
+                step += 1
+        elif K:
             first = np.asarray(refs[0])
             self.stats.time_to_first_frame = time.perf_counter() - t0
             emitted += K

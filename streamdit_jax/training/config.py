@@ -77,6 +77,11 @@ class TrainConfig:
     reference_frames: int = 0  # K
     chunk_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
     chunk_probs: Optional[tuple[float, ...]] = None
+    # plain T2V examples (c = B - K) only from windows whose caption holds at every frame (batch["steady"]); the
+    # others draw among the remaining sizes. Why: the caption is the newest frame's, so a window with a switch
+    # teaches T2V that the OLDEST frames need not follow the prompt -- and they are a stream's first frames
+    # (WORKSPACE.md "Session 8").
+    t2v_steady_windows: bool = False
     schedule: NoiseSchedule = NoiseSchedule()
     text_dropout: float = 0.1
     ema_decay: float = 0.999
@@ -102,6 +107,12 @@ class TrainConfig:
 
     def __post_init__(self):
         self.mix()  # validates chunk sizes against B - K
+        if self.t2v_steady_windows:
+            t2v = self.buffer_len - self.reference_frames
+            if t2v not in self.chunk_sizes or len(self.chunk_sizes) < 2:
+                raise ValueError(f"t2v_steady_windows=True needs the T2V chunk size B-K={t2v} and at least one other "
+                                 f"in chunk_sizes={tuple(self.chunk_sizes)}: windows with a prompt switch draw "
+                                 f"among the others")
         if not 0 <= self.text_dropout < 1:
             raise ValueError(f"text_dropout={self.text_dropout} must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:

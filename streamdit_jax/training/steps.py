@@ -66,12 +66,15 @@ def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
     return jnp.where(drop, null, tokens)
 
 
-def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig):
+def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig, steady=None):
     """Eq. 5 loss of one batch: per-example chunk size c ~ mix, per-chunk tau (Eq. 8), one X0 per buffer,
-    velocity target (Eq. 3), reference frames masked out. Returns (mean loss, aux)."""
+    velocity target (Eq. 3), reference frames masked out. Returns (mean loss, aux).
+
+    steady: bool [b], whether each window's caption holds at every frame; given (cfg.t2v_steady_windows), only
+    those windows may be drawn as plain T2V examples."""
     mix = cfg.mix()
     tau_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
-    tau, chunk = mixed_chunk_tau(tau_rng, mix, latents.shape[0], cfg.schedule)
+    tau, chunk = mixed_chunk_tau(tau_rng, mix, latents.shape[0], cfg.schedule, t2v_allowed=steady)
     x0 = flow.gaussian_noise(noise_rng, latents.shape, latents.dtype)
     x_tau = flow.interpolate(latents, x0, tau)
     target = flow.velocity_target(latents, x0)
@@ -126,8 +129,14 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
     loop can stop with the last good parameters."""
     rng = jax.random.fold_in(state.rng, state.step)
     latents = batch_latents(batch, cfg)
+    steady = None
+    if cfg.t2v_steady_windows:
+        if "steady" not in batch:
+            raise ValueError(f"config t2v_steady_windows=True needs batches with a 'steady' flag per window (the "
+                             f"data pipeline's SampleWindow emits it); this batch has {sorted(batch)}")
+        steady = batch["steady"]
     (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
-        state.params, graphdef, latents, batch["tokens"], rng, cfg)
+        state.params, graphdef, latents, batch["tokens"], rng, cfg, steady)
     new_state, metrics = apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
     for c in cfg.chunk_sizes:  # loss per chunk size: how each partition of the mix is learned
         sel = (chunk == c).astype(jnp.float32)
