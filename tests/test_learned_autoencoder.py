@@ -18,7 +18,7 @@ from streamdit_jax.models import get_model_config
 from streamdit_jax.models import learned_autoencoder as lae
 from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
-from streamdit_jax.training.loop import train
+from streamdit_jax.training.loop import ConfigMismatchError, train
 from streamdit_jax.training.restore import CheckpointError, export_for_inference, load_for_inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +90,16 @@ def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_origina
     assert lae.is_autoencoder_dir(str(work / "autoencoder"))
     assert (work / "sample_0000002.gif").is_file()  # the preview decodes through the learned autoencoder
     export_for_inference(str(work), str(tmp_path / "export"))
+    # fine-tuning from it needs its autoencoder: another one is refused naming both, a copy of it is accepted
+    other = saved_tiny_autoencoder(tmp_path / "other_ae", seed=1)
+    init = dict(init_from=str(tmp_path / "export"), total_steps=0)
+    with pytest.raises(ConfigMismatchError, match=r"init_from checkpoint .* trained on the learned autoencoder "
+                                                  r"[0-9a-f]{12}, this run's config uses the learned autoencoder"):
+        train(latent_config(other, **init), str(tmp_path / "ft_other"), train_data_iterator, show_progress=False)
+    shutil.copytree(ae_path, tmp_path / "ae_copy")
+    state = train(latent_config(str(tmp_path / "ae_copy"), **init), str(tmp_path / "ft_copy"), train_data_iterator,
+                  show_progress=False)
+    assert int(state.step) == 0
     lae.load_autoencoder.cache_clear()
     shutil.rmtree(ae_path)
     cfg, _, _ = load_for_inference(str(tmp_path / "export"))

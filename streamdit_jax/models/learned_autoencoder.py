@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -219,6 +220,21 @@ def save_autoencoder(path: str, model: ConvAutoencoder, shift, scale, info: dict
 
 def is_autoencoder_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isfile(os.path.join(path, PARAMS_FILE))
+
+
+def autoencoder_fingerprint(path: str) -> str:
+    """Identity of a saved autoencoder: a digest of its parameters and latent statistics (not of how it was trained),
+    equal for copies of one directory, different for another training run. Models trained on its latents only make
+    sense with it, which is what fine-tuning and distillation check."""
+    if not is_autoencoder_dir(path):
+        raise ValueError(f"{path!r} is not a learned autoencoder directory (expected {CONFIG_FILE} and {PARAMS_FILE})")
+    digest = hashlib.sha1()
+    with open(os.path.join(path, CONFIG_FILE)) as f:
+        meta = {k: v for k, v in json.load(f).items() if k != "info"}
+    digest.update(json.dumps(meta, sort_keys=True).encode())
+    with open(os.path.join(path, PARAMS_FILE), "rb") as f:
+        digest.update(f.read())
+    return digest.hexdigest()[:12]
 
 
 @functools.lru_cache(maxsize=8)

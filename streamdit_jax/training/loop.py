@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.models import learned_autoencoder
 from streamdit_jax.training import distill, restore, sampling_preview, steps
 from streamdit_jax.training.config import TrainConfig
 
@@ -106,15 +107,29 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
         log.info("resuming with changed settings: %s", changed)
 
 
+def describe_autoencoder(cfg: TrainConfig) -> str:
+    """The latent space a config trains in: the patch autoencoder's factor, or the learned one's fingerprint."""
+    if cfg.autoencoder:
+        return f"learned autoencoder {learned_autoencoder.autoencoder_fingerprint(cfg.autoencoder)}"
+    return f"patch autoencoder factor {cfg.autoencoder_factor}" if cfg.autoencoder_factor else "precomputed latents"
+
+
 def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     """EMA parameters of the checkpoint at ``path`` (a distillation teacher, or ``init_from`` for fine-tuning) on
-    ``mesh``; its model must be ``cfg.model`` because the run starts from these parameters."""
+    ``mesh``; its model must be ``cfg.model`` and its autoencoder ``cfg``'s, because the run starts from (or learns
+    from) these parameters and they predict in that autoencoder's latent space."""
     source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
     if source_cfg.model != cfg.model:
         source = dataclasses.asdict(source_cfg.model)
         diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items() if source.get(k) != v)
         raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
                                   f"the run starts from its parameters, so they must match")
+    theirs, ours = describe_autoencoder(source_cfg), describe_autoencoder(cfg)
+    if theirs != ours:
+        hint = (f"; pass --config.autoencoder={source_cfg.autoencoder}" if source_cfg.autoencoder else
+                f"; set --config.autoencoder='' --config.autoencoder_factor={source_cfg.autoencoder_factor}")
+        raise ConfigMismatchError(f"{role} {path!r} was trained on the {theirs}, this run's config uses the {ours}: "
+                                  f"its parameters predict in the other latent space{hint}")
     return params
 
 
