@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import imageio.v3 as iio
 import imageio_ffmpeg
@@ -33,7 +34,12 @@ class ProgressiveWriter:
                 self._mp4 = imageio_ffmpeg.write_frames(
                     self.path, (w, h), fps=self.fps, macro_block_size=1, quality=8,
                     output_params=["-movflags", "frag_keyframe+empty_moov", "-g", str(self.fps)])
-                self._mp4.send(None)
+                with warnings.catch_warnings():
+                    # Starting ffmpeg forks this (JAX-threaded) process, and JAX warns at every fork. The child
+                    # only exec()s the ffmpeg binary and never runs Python or JAX, so the deadlock it warns of
+                    # cannot happen here.
+                    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                    self._mp4.send(None)
             for f in frames:
                 self._mp4.send(np.ascontiguousarray(f))
         else:
