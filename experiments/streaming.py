@@ -80,8 +80,9 @@ def default_sampling(cfg) -> tuple[int, int, float]:
 def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,
                    pause_gc: bool = True, warmup_frames=None):
     """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition; None takes the
-    checkpoint's ``default_sampling`` (and a warm-up of one buffer, B - K frames). The command-line tools are applications, so they choose the real-time GC
-    policy (``pause_gc``, Streamer's GcPause) that a library must leave to its caller."""
+    checkpoint's ``default_sampling`` (and a warm-up of one buffer, B - K frames). The command-line tools are
+    applications, so they choose the real-time GC policy (``pause_gc``, Streamer's GcPause) and the warm-up that a
+    library must leave to its caller."""
     try:
         cfg, graphdef, params = load_for_inference(checkpoint)
     except CheckpointError as e:

@@ -76,8 +76,8 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
                        read_threads: int = 4, prefetch_buffer_size: int | None = None,
                        with_provenance: bool = False) -> grain.IterDataset:
     """Per-process batches {"frames": uint8 [batch_size, window_len, H, W, 3], "tokens": int32 [batch_size,
-    max_text_len], "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source such as ``tfds.data_source(name,
-    split=tfds.split_for_jax_process("train"), data_dir=...)``.
+    max_text_len], "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source
+    such as ``tfds.data_source(name, split=tfds.split_for_jax_process("train"), data_dir=...)``.
 
     Records are shuffled (each epoch differently) and repeated num_epochs times (None: forever); every record gets
     a fresh random window each epoch. All randomness comes from `seed` (grain's pipeline seed), so the stream of

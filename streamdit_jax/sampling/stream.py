@@ -1,12 +1,12 @@
 """Streamer: endless video from a StreamDiT with live prompt switches (Sec. 5-6).
 
 The stream starts from the cached uniform T2V trajectory (``make_stream_start``), then calls the ONE jitted
-``buffer_step`` forever. ``warmup_frames`` (ours, not the paper's) runs that many frames' macro steps before the first
-emitted frame and discards them: with one buffer's worth (B - K frames) every emitted frame entered the buffer as
-fresh noise and was denoised by the stream alone, not taken over from the T2V pass (whose older frames may not
-follow the prompt; WORKSPACE.md "Session 8"). A prompt schedule {frame index: prompt} is applied per macro step: the step that emits the
-chunk starting at stream frame f denoises with the prompt active at f, so frames before a switch never change.
-Prompts are encoded only when they change. Denoising and decoding run on two background threads linked by bounded
+``buffer_step`` forever. ``warmup_frames`` (ours, not the paper's) runs that many frames' macro steps before the
+first emitted frame and discards them: with one buffer's worth (B - K frames) every emitted frame entered the buffer
+as fresh noise and was denoised by the stream, not taken over from the T2V pass (which, for the bundled model,
+ignores the direction word; WORKSPACE.md "Session 8"). A prompt schedule {frame index: prompt} is applied per macro
+step: the step that emits the chunk starting at stream frame f denoises with the prompt active at f, so frames
+before a switch never change. Prompts are encoded only when they change. Denoising and decoding run on two background threads linked by bounded
 queues (the paper runs them on separate threads), so they overlap with each other and with the consumer; the
 iterator yields uint8 frame chunks in order.
 """

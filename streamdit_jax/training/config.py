@@ -78,9 +78,9 @@ class TrainConfig:
     chunk_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
     chunk_probs: Optional[tuple[float, ...]] = None
     # plain T2V examples (c = B - K) only from windows whose caption holds at every frame (batch["steady"]); the
-    # others draw among the remaining sizes. Why: the caption is the newest frame's, so a window with a switch
-    # teaches T2V that the OLDEST frames need not follow the prompt -- and they are a stream's first frames
-    # (WORKSPACE.md "Session 8").
+    # others draw among the remaining sizes. Why: a window is captioned by its newest frame, so one with a switch
+    # teaches T2V a caption its older frames do not show. Measured (WORKSPACE.md "Session 8"): the fine-tune with it
+    # made the bundled model hold and turn to the prompt's direction over long streams.
     t2v_steady_windows: bool = False
     schedule: NoiseSchedule = NoiseSchedule()
     text_dropout: float = 0.1
