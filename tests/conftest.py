@@ -19,3 +19,10 @@ import jax  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_configure(config):
+    # The CLI tests run the tools with subprocess (fork + exec of a fresh Python), and JAX, already running in this
+    # process, warns at every fork. The child never runs this process's JAX, so the deadlock it warns of cannot
+    # happen; the tools' own output is checked for the warning where they fork themselves (the demo test).
+    config.addinivalue_line("filterwarnings", r"ignore:os\.fork\(\) was called:RuntimeWarning")
