@@ -155,6 +155,8 @@ def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
         run_steps(cfg, one_device_mesh(), batch, 1)
     with pytest.raises(ValueError, match=r"t2v_steady_windows=True needs the T2V chunk size B-K=8"):
         tiny_config(t2v_steady_windows=True, chunk_sizes=(1, 2, 4))
+    with pytest.raises(ValueError, match=r"at least one other\s+with a probability > 0"):
+        tiny_config(t2v_steady_windows=True, chunk_probs=(0.0, 0.0, 0.0, 1.0))
 
 
 def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step(tmp_path):

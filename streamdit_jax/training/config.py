@@ -109,10 +109,11 @@ class TrainConfig:
         self.mix()  # validates chunk sizes against B - K
         if self.t2v_steady_windows:
             t2v = self.buffer_len - self.reference_frames
-            if t2v not in self.chunk_sizes or len(self.chunk_sizes) < 2:
+            others = [p for c, p in zip(self.chunk_sizes, self.mix().probs()) if c != t2v]
+            if t2v not in self.chunk_sizes or not others or sum(others) <= 0:
                 raise ValueError(f"t2v_steady_windows=True needs the T2V chunk size B-K={t2v} and at least one other "
-                                 f"in chunk_sizes={tuple(self.chunk_sizes)}: windows with a prompt switch draw "
-                                 f"among the others")
+                                 f"with a probability > 0 (chunk_sizes={tuple(self.chunk_sizes)}, chunk_probs="
+                                 f"{self.chunk_probs}): windows with a prompt switch draw among the others")
         if not 0 <= self.text_dropout < 1:
             raise ValueError(f"text_dropout={self.text_dropout} must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:
