@@ -213,8 +213,7 @@ def mixed_chunk_tau(rng: jax.Array, mix: ChunkSizeMix, batch: int,
     else:
         is_t2v = jnp.asarray(mix.chunk_sizes) == mix.buffer_len - mix.reference_frames  # [n]
         keep = jnp.asarray(t2v_allowed, bool)[:, None] | ~is_t2v[None, :]  # [batch, n]
-        p = jnp.where(keep, probs[None, :], 0.0)
-        choice = jax.random.categorical(pick_rng, jnp.log(p / jnp.sum(p, axis=1, keepdims=True)), axis=1)
+        choice = jax.random.categorical(pick_rng, jnp.log(jnp.where(keep, probs[None, :], 0.0)), axis=1)
     r = jax.random.uniform(u_rng, (batch, mix.buffer_len))  # one draw per chunk; N <= B
     candidates = jnp.stack([_chunk_tau_from_uniform(r, p, schedule) for p in mix.partitions()])  # [n, batch, B]
     tau = jnp.take_along_axis(candidates, choice[None, :, None], axis=0)[0]

@@ -182,8 +182,9 @@ class Streamer:
         step = 0
         emitted = 0
         if video is None and self.warmup_chunks:
+            cond, null = self._cond(prompt_at(0)), self._null()
             for _ in range(self.warmup_chunks):  # its frames (and the K T2V reference frames) are not emitted
-                state, _ = self._step(self.params, state, self._cond(prompt_at(0)), self._null(), w)
+                state, _ = self._step(self.params, state, cond, null, w)
                 step += 1
         elif K:
             first = np.asarray(refs[0])

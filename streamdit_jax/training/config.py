@@ -106,10 +106,10 @@ class TrainConfig:
     init_from: str = ""
 
     def __post_init__(self):
-        self.mix()  # validates chunk sizes against B - K
+        mix = self.mix()  # validates chunk sizes against B - K
         if self.t2v_steady_windows:
             t2v = self.buffer_len - self.reference_frames
-            others = [p for c, p in zip(self.chunk_sizes, self.mix().probs()) if c != t2v]
+            others = [p for c, p in zip(self.chunk_sizes, mix.probs()) if c != t2v]
             if t2v not in self.chunk_sizes or not others or sum(others) <= 0:
                 raise ValueError(f"t2v_steady_windows=True needs the T2V chunk size B-K={t2v} and at least one other "
                                  f"with a probability > 0 (chunk_sizes={tuple(self.chunk_sizes)}, chunk_probs="
