@@ -28,7 +28,8 @@ from streamdit_jax.training.restore import CheckpointError
 config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
 flags.DEFINE_string("teacher", BUNDLED, "The teacher's training workdir (default: the bundled checkpoint).")
-flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_bool("distributed", parallel.distributed_requested(),
+                  f"Call jax.distributed.initialize() (multi-host; default: ${parallel.DISTRIBUTED_ENV}=1).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 

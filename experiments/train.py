@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 
 from absl import app, flags
@@ -32,8 +31,8 @@ flags.DEFINE_integer("stop_after", None, "Stop after this many steps of this run
                      "again to resume). The learning-rate schedule still follows config.total_steps.")
 flags.DEFINE_float("time_limit_min", None, "Stop after this many minutes of this run, with a checkpoint (e.g. a "
                    "training budget); run again to resume.")
-flags.DEFINE_bool("distributed", os.environ.get("STREAMDIT_DISTRIBUTED", "") == "1",
-                  "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_bool("distributed", parallel.distributed_requested(),
+                  f"Call jax.distributed.initialize() (multi-host; default: ${parallel.DISTRIBUTED_ENV}=1).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 

@@ -153,6 +153,17 @@ def num_params(state) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
 
 
+DISTRIBUTED_ENV = "STREAMDIT_DISTRIBUTED"
+
+
+def distributed_requested() -> bool:
+    """Whether the environment asks for a multi-process run (STREAMDIT_DISTRIBUTED=1, set by the launch scripts):
+    the default of the entry points' --distributed flag."""
+    import os
+
+    return os.environ.get(DISTRIBUTED_ENV, "") == "1"
+
+
 def initialize_distributed() -> None:
     """``jax.distributed.initialize`` for multi-process runs; call only when asked (flag or environment).
 

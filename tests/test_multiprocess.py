@@ -44,3 +44,17 @@ def test_two_process_training_matches_one_process_and_reads_disjoint_splits(tmp_
     assert sorted(dist.files) == sorted(single.files)
     for name in single.files:  # same global batches, same steps: equal up to cross-process reduction order
         np.testing.assert_allclose(dist[name], single[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_entry_points_default_to_distributed_init_only_when_the_launch_environment_asks(monkeypatch):
+    """The launch scripts export STREAMDIT_DISTRIBUTED=1; anything else leaves a run single-process."""
+    from streamdit_jax import parallel
+
+    for value, expected in (("1", True), ("0", False), ("", False), ("yes", False)):
+        monkeypatch.setenv(parallel.DISTRIBUTED_ENV, value)
+        assert parallel.distributed_requested() is expected, value
+    monkeypatch.delenv(parallel.DISTRIBUTED_ENV)
+    assert parallel.distributed_requested() is False
+    launch = os.path.join(HERE, "..", "launch")
+    for script in ("tpu_pod.sh", "gpu_slurm.sh"):
+        assert f"{parallel.DISTRIBUTED_ENV}=1" in open(os.path.join(launch, script)).read(), script
