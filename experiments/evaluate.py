@@ -69,9 +69,7 @@ def main(argv):
         print(f"schedule {i + 1}/{len(schedules)}: {len(frames)} frames", flush=True)
     result = evaluate_many(videos, window=FLAGS.window)
     result["frames_per_second"] = frames_total / seconds if seconds else float("nan")
-    p = streamer.partition
-    result["sampling"] = {"reference_frames": p.K, "chunk": p.c, "steps_per_chunk": p.s,
-                          "guidance": streamer.guidance or 1.0, "warmup_frames": streamer.warmup_chunks * p.c}
+    result["sampling"] = streamer.sampling_settings()
     print(format_table(result))
     print(f"frames_per_second (after the first, compiling, stream): {result['frames_per_second']:.1f}")
     if FLAGS.output_json:

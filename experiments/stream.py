@@ -3,18 +3,33 @@ r"""Stream video from a trained StreamDiT checkpoint, with a live prompt schedul
   python -m experiments.stream --checkpoint=DIR --prompts="0:a red circle moving left;64:a blue square moving up" \
       --num_frames=256 --output=out.mp4
 
+--live makes it interactive: the stream is paced to --fps (real time) and every line typed on standard input becomes
+the prompt from the next chunk on (--prompts gives the first). The switches as streamed are kept in
+OUTPUT.schedule.jsonl (rewritten at each switch): one line in experiments.evaluate's schedule format, so
+`experiments.evaluate --schedules=` that file replays the session exactly (same checkpoint and sampling flags) and
+scores it.
+
+  python -m experiments.stream --live --prompts="0:a red circle moving left" --num_frames=0 --output=live.mp4
+
 --num_frames=0 streams until Ctrl-C. The output (.mp4 or .gif) is written progressively, so a killed run leaves a
 playable file. --input_video streams video-to-video: the buffer is filled with the input's frames noised to each
-chunk's level, and frames are generated below noise level --strength (1 ignores the input). The partition (--chunk, --steps_per_chunk, --reference_frames) and --guidance are chosen at run time
-among what the model was trained for. Bad inputs exit with code 2 and a message naming the value.
+chunk's level, and frames are generated below noise level --strength (1 ignores the input). The partition (--chunk,
+--steps_per_chunk, --reference_frames) and --guidance are chosen at run time among what the model was trained for. Bad inputs exit with code 2 and a message naming the value.
 """
 from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
 
 import numpy as np
 from absl import app, flags
 
 from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts, quiet_library_logs
 from streamdit_jax.data.pipeline import frames_to_float
+from streamdit_jax.sampling.stream import LivePrompt
 from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
 
 define_stream_flags()
@@ -27,7 +42,30 @@ flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
 flags.DEFINE_string("input_video", "", "Video-to-video: an input video (.mp4, .gif, ...) to restyle by the prompts.")
 flags.DEFINE_float("strength", 0.6, "Video-to-video: noise level in (0, 1] below which frames are generated.")
+flags.DEFINE_bool("live", False, "Interactive, paced to --fps: each line on standard input becomes the prompt from "
+                  "the next chunk on (--prompts gives the first); the switches are kept in OUTPUT.schedule.jsonl.")
 FLAGS = flags.FLAGS
+
+
+def read_live_prompts(live: LivePrompt, lines, say) -> None:
+    """Thread body: every non-empty line becomes the live prompt (end of input keeps the last one)."""
+    for line in lines:
+        prompt = line.strip()
+        if prompt:
+            live.set(prompt)
+            say(f"live: next prompt {prompt!r}")
+
+
+def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, sampling: dict) -> None:
+    """One JSONL line in experiments.evaluate's schedule format (plus the sampling settings), replaced atomically.
+    Switches at frames not yet written (the denoising thread runs a few chunks ahead) are left out."""
+    kept = {str(f): p for f, p in sorted(prompts.items()) if f < num_frames or f == 0}
+    record = {"seed": seed, "num_frames": num_frames, "prompts": kept,
+              "sampling": sampling}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)
 
 
 def main(argv):
@@ -42,8 +80,13 @@ def main(argv):
         fail(str(e))
     if FLAGS.input_video and not 0.0 < FLAGS.strength <= 1.0:
         fail(f"--strength={FLAGS.strength} must be in (0, 1]")
+    if FLAGS.live and FLAGS["prompts"].present and len(schedule) > 1:
+        fail(f"--live starts from one prompt and takes its switches from standard input; --prompts has switches at "
+             f"frames {sorted(schedule)[1:]} (give only '0:a prompt')")
+    # live: one chunk per queue, so a typed prompt reaches the output after a few chunks, not after eight
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                   FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames)
+                                   FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames,
+                                   queue_size=1 if FLAGS.live else 4)
     video = None
     if FLAGS.input_video:
         try:
@@ -57,15 +100,34 @@ def main(argv):
     if video is not None:
         total = len(video) if total is None else min(total, len(video))
     bar = tqdm(total=total, unit="frame", desc="stream")
+    say = lambda message: tqdm.write(message, file=sys.stderr)
+    live, record, recorded = None, FLAGS.output + ".schedule.jsonl", {}
+    if FLAGS.live:
+        live = LivePrompt(schedule[0])
+        threading.Thread(target=read_live_prompts, args=(live, sys.stdin, say), daemon=True,
+                         name="streamdit-stdin").start()
+    written, first_frame_at = 0, None
     try:
-        for frames in streamer.frames(schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
+        for frames in streamer.frames(live or schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
+            if live is not None:  # real time: frame i is written at i / fps seconds, so typing follows the video
+                first_frame_at = first_frame_at or time.perf_counter()
+                time.sleep(max(0.0, first_frame_at + written / FLAGS.fps - time.perf_counter()))
             writer.write(frames)
+            written += len(frames)
             bar.update(len(frames))
+            if live is not None and live.schedule() != recorded:
+                if not recorded:
+                    say("live: streaming; type a prompt and press Enter to switch")
+                recorded = live.schedule()
+                write_schedule_record(record, FLAGS.seed, written, recorded, streamer.sampling_settings())
     except KeyboardInterrupt:
         pass
     finally:
         writer.close()
         bar.close()
+        if live is not None and written:
+            write_schedule_record(record, FLAGS.seed, written, live.schedule(), streamer.sampling_settings())
+            print(f"live session's schedule (replay or score with experiments.evaluate --schedules=): {record}")
     stats = streamer.stats.summary()
     print(f"wrote {FLAGS.output}: {stats['frames']} frames, time to first frame {stats['time_to_first_frame_s']:.2f} s, "
           f"p50 {stats['p50_chunk_ms']:.1f} ms / p99 {stats['p99_chunk_ms']:.1f} ms per chunk, "

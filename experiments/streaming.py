@@ -78,11 +78,12 @@ def default_sampling(cfg) -> tuple[int, int, float]:
 
 
 def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,
-                   pause_gc: bool = True, warmup_frames=None):
+                   pause_gc: bool = True, warmup_frames=None, queue_size: int = 4):
     """(TrainConfig, Streamer) or exit 2 naming the bad checkpoint / chunk size / partition; None takes the
     checkpoint's ``default_sampling`` (and a warm-up of one buffer, B - K frames). The command-line tools are
     applications, so they choose the real-time GC policy (``pause_gc``, Streamer's GcPause) and the warm-up that a
-    library must leave to its caller."""
+    library must leave to its caller. ``queue_size``: chunks each of the Streamer's two queues holds (smaller: a live
+    prompt switch reaches the output sooner; larger: more slack against decode hiccups)."""
     try:
         cfg, graphdef, params = load_for_inference(checkpoint)
     except CheckpointError as e:
@@ -107,5 +108,5 @@ def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_
     latent = ae.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
     streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(ae.decode(lat)),
                         schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc,
-                        warmup_frames=warmup_frames)
+                        warmup_frames=warmup_frames, queue_size=queue_size)
     return cfg, streamer

@@ -1,4 +1,5 @@
-"""Streamer: exact frame counts, one trace, constant buffer, determinism, prompt switches, encoding on change."""
+"""Streamer: exact frame counts, one trace, constant buffer, determinism, prompt switches (scheduled and live),
+encoding on change."""
 import numpy as np
 import pytest
 from flax import nnx
@@ -8,7 +9,7 @@ from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling import buffer
-from streamdit_jax.sampling.stream import Streamer, normalize_schedule
+from streamdit_jax.sampling.stream import LivePrompt, Streamer, normalize_schedule
 
 AE = PatchAutoencoder(2)
 
@@ -201,3 +202,57 @@ def test_warmup_discards_whole_chunks_and_the_schedule_counts_emitted_frames():
     assert len(warm.stats.chunk_seconds) == 10  # emitted chunks only; the warm-up is in the time to first frame
     with pytest.raises(ValueError, match=r"warmup_frames=-1 must be an int >= 0"):
         make_streamer(Partition.from_buffer(8, 2, 1), warmup_frames=-1)
+
+
+def test_a_live_prompt_set_mid_stream_lands_at_the_next_macro_step_and_its_record_replays_the_stream_exactly():
+    s = make_streamer(Partition.from_buffer(8, 2, 1), warmup_frames=6)
+    a, b = "a red circle moving left", "a green square moving up"
+    live = LivePrompt(a)
+    chunks = s.latents(live, 20, seed=5)
+    head = [next(chunks) for _ in range(3)]  # frames 0-5 streamed with a
+    live.set(b)  # the generator is paused after frame 5: the next macro step (frame 6) is the first with b
+    streamed = np.concatenate(head + list(chunks))
+    assert live.schedule() == {0: a, 6: b}
+    np.testing.assert_array_equal(streamed, np.concatenate(list(s.latents(live.schedule(), 20, seed=5))))
+    unswitched = np.concatenate(list(s.latents(a, 20, seed=5)))
+    np.testing.assert_array_equal(streamed[:6], unswitched[:6])
+    assert not np.array_equal(streamed[6:], unswitched[6:])
+
+
+def test_a_live_prompt_changed_from_another_thread_during_threaded_streaming_replays_exactly(streamer):
+    import threading
+
+    live = LivePrompt("a red circle moving left")
+    later = ["a blue square moving up", "a white triangle moving down"]
+    switches = iter(later)
+    frames, done = [], 0
+    for chunk in streamer.frames(live, 40, seed=2):
+        frames.append(chunk)
+        done += len(chunk)
+        if done in (10, 24):  # from a thread that is neither the denoising nor the consumer one
+            t = threading.Thread(target=live.set, args=(next(switches),))
+            t.start()
+            t.join()
+    recorded = live.schedule()
+    # where (and, in principle, whether both) the switches landed depends on how far the denoising thread had run
+    # ahead of the consumer: the record says what was streamed, and replaying it must give the same frames
+    starts, prompts = list(recorded), list(recorded.values())
+    assert prompts[0] == "a red circle moving left" and prompts[-1] == later[-1] and set(prompts[1:]) <= set(later)
+    assert starts[0] == 0 and all(10 <= f < 40 and f % 2 == 0 for f in starts[1:]) and starts == sorted(starts)
+    np.testing.assert_array_equal(np.concatenate(frames), collect(streamer, recorded, 40, seed=2))
+
+
+def test_a_live_prompt_fixes_each_frames_prompt_at_its_first_read_and_rejects_bad_input():
+    live = LivePrompt("a")
+    assert live.at(0) == "a"
+    live.set("b")
+    assert live.at(0) == "a"  # frame 0 was already streamed (e.g. by the start) with "a"
+    live.set("c")  # the last set before the next read wins
+    assert live.at(2) == "c" and live.at(4) == "c"
+    assert live.schedule() == {0: "a", 2: "c"}
+    with pytest.raises(ValueError, match="read for frame 0 after frame 2"):
+        live.at(0)
+    with pytest.raises(ValueError, match="must be a string, got 3"):
+        live.set(3)
+    live.reset()
+    assert live.schedule() == {} and live.at(0) == "c"

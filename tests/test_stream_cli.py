@@ -1,4 +1,5 @@
-"""experiments.stream: progressive output that survives a kill, and named errors with exit code 2."""
+"""experiments.stream: progressive output that survives a kill, live prompts from stdin that replay exactly, and named
+errors with exit code 2."""
 import os
 import signal
 import subprocess
@@ -78,6 +79,7 @@ def test_gif_output_has_exactly_num_frames_and_library_info_logs_stay_quiet(chec
     (["--input_video=/nonexistent/in.mp4"], "/nonexistent/in.mp4"),
     (["--input_video=README.md"], "README.md"),
     (["--input_video=README.md", "--strength=1.5"], "--strength=1.5"),
+    (["--live=true", "--prompts=0:a red circle moving left;4:a blue square moving up"], "switches at frames [4]"),
 ])
 def test_bad_inputs_exit_2_with_a_message_naming_the_value(checkpoint, tmp_path, args, needle):
     base = {"--checkpoint": checkpoint, "--output": str(tmp_path / "o.gif"), "--num_frames": "4"}
@@ -86,6 +88,35 @@ def test_bad_inputs_exit_2_with_a_message_naming_the_value(checkpoint, tmp_path,
     r = run_cli(*[f"{k}={v}" for k, v in base.items()])
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert needle in r.stderr
+
+
+def test_a_live_session_switches_on_a_typed_prompt_and_its_schedule_record_replays_it_exactly(checkpoint, tmp_path):
+    import json
+
+    out, replay = tmp_path / "live.gif", tmp_path / "replay.gif"
+    common = (f"--checkpoint={checkpoint}", "--num_frames=48", "--steps_per_chunk=1", "--fps=24")
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.stream", *common, "--live",
+                             "--prompts=0:a red circle moving left", f"--output={out}"], cwd=REPO, env=subprocess_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # text mode splits tqdm's carriage returns into lines too
+        seen.append(line)
+        if "type a prompt" in line:  # the first chunk is out: the typed prompt lands mid-stream
+            break
+    proc.stdin.write("a blue square moving up\n")
+    proc.stdin.flush()
+    stdout, stderr = proc.communicate(timeout=300)  # closes stdin: the stream goes on with the last prompt
+    assert proc.returncode == 0, "".join(seen)[-1000:] + stderr[-2000:]
+    record = json.loads((tmp_path / "live.gif.schedule.jsonl").read_text())
+    switch = [int(f) for f in record["prompts"]][1]
+    assert record["prompts"] == {"0": "a red circle moving left", str(switch): "a blue square moving up"}
+    assert 2 <= switch < 48 and record["num_frames"] == 48 and record["seed"] == 0
+    assert record["sampling"]["steps_per_chunk"] == 1 and "live session's schedule" in stdout
+    prompts = ";".join(f"{f}:{p}" for f, p in record["prompts"].items())
+    r = run_cli(*common, f"--prompts={prompts}", f"--output={replay}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    live_frames, replayed = iio.imread(out, index=None), iio.imread(replay, index=None)
+    assert live_frames.shape == replayed.shape and (live_frames == replayed).all()
 
 
 def test_evaluate_cli_scores_schedules_and_writes_the_documented_keys(checkpoint, tmp_path):

@@ -28,7 +28,7 @@ from flax import nnx
 from streamdit_jax.partition import NoiseSchedule, Partition
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, make_v2v_start, model_denoise_fn
 
-Schedule = Union[str, Mapping[int, str]]
+Schedule = Union[str, Mapping[int, str], "LivePrompt"]
 
 
 def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
@@ -48,6 +48,63 @@ def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
     if items[0][0] != 0:
         raise ValueError(f"the prompt schedule has no prompt at frame 0 (first entry at frame {items[0][0]})")
     return items
+
+
+class LivePrompt:
+    """A prompt that any thread may change while a Streamer streams it: the interactive half of Sec. 6.
+
+    Pass it to ``Streamer.latents`` / ``Streamer.frames`` in place of a schedule. ``set(prompt)`` takes effect at the
+    next macro step the stream starts. The chunks already denoised keep the old prompt: in ``Streamer.frames`` those
+    waiting in its two queues and the two in flight, at most 2 x ``queue_size`` + 2 chunks, reach the viewer first;
+    after them the buffer's own delay (a frame is denoised over the whole buffer, Sec. 5).
+    The stream records every switch at the emitted-frame index where it took effect: ``schedule()`` is then an
+    ordinary {frame: prompt} schedule that replays the same stream exactly (same seed and sampling settings), so a
+    live session can be reproduced, scored by the evaluator, or forked.
+    """
+
+    def __init__(self, prompt: str):
+        self._lock = threading.Lock()
+        self._pending = self._check(prompt)
+        self._applied: list[tuple[int, str]] = []
+
+    @staticmethod
+    def _check(prompt) -> str:
+        if not isinstance(prompt, str):
+            raise ValueError(f"a live prompt must be a string, got {prompt!r}")
+        return prompt
+
+    def set(self, prompt: str) -> None:
+        """Switch to ``prompt`` from the next macro step on (thread-safe; the last call before that step wins)."""
+        prompt = self._check(prompt)
+        with self._lock:
+            self._pending = prompt
+
+    def at(self, frame: int) -> str:
+        """The prompt for the macro step that emits from stream frame ``frame``; records it when it changed.
+
+        Called by the Streamer in stream order. The first read for a frame fixes that frame's prompt (the stream
+        start, its warm-up and the first emitted step all read frame 0), so a ``set`` lands at the next frame read
+        and the recorded schedule replays exactly."""
+        with self._lock:
+            if self._applied:
+                last_frame, last_prompt = self._applied[-1]
+                if frame < last_frame:
+                    raise ValueError(f"live prompt read for frame {frame} after frame {last_frame}: a stream reads "
+                                     f"its frames in order")
+                if frame == last_frame or self._pending == last_prompt:
+                    return last_prompt
+            self._applied.append((int(frame), self._pending))
+            return self._pending
+
+    def reset(self) -> None:
+        """Forget the recorded switches (a new stream starts at frame 0 with the current prompt)."""
+        with self._lock:
+            self._applied = []
+
+    def schedule(self) -> dict[int, str]:
+        """{frame: prompt} of the switches applied so far: a schedule that replays the stream exactly."""
+        with self._lock:
+            return dict(self._applied)
 
 
 @dataclasses.dataclass
@@ -115,6 +172,8 @@ class Streamer:
         if not isinstance(warmup_frames, (int, np.integer)) or warmup_frames < 0:
             raise ValueError(f"warmup_frames={warmup_frames!r} must be an int >= 0 (0: emit from the T2V start, "
                              f"{partition.B - partition.K}: one buffer)")
+        if not isinstance(queue_size, (int, np.integer)) or queue_size < 1:
+            raise ValueError(f"queue_size={queue_size!r} must be an int >= 1 (chunks held between the threads)")
         self.warmup_chunks = -(-int(warmup_frames) // partition.c)
         self.pause_gc = pause_gc
         self.graphdef, self.params, self.partition = graphdef, params, partition
@@ -130,6 +189,12 @@ class Streamer:
         self._cache: dict[str, tuple] = {}
         self.encode_calls = 0
         self.stats = StreamStats()
+
+    def sampling_settings(self) -> dict:
+        """The run-time choices a stream depends on besides its seed and prompts (enough to replay it exactly)."""
+        p = self.partition
+        return {"reference_frames": p.K, "chunk": p.c, "steps_per_chunk": p.s, "guidance": self.guidance or 1.0,
+                "warmup_frames": self.warmup_chunks * p.c}
 
     def _cond(self, prompt: str):
         """Text embeddings, computed once per distinct prompt (the paper re-encodes only on a change)."""
@@ -155,7 +220,13 @@ class Streamer:
         chunk's level and every macro step re-injects it above noise level ``strength`` (buffer.inject_guide); the
         stream then ends with the input (at most T frames).
         """
-        items = normalize_schedule(schedule)
+        if isinstance(schedule, LivePrompt):
+            schedule.reset()
+            prompt_at = schedule.at
+        else:
+            items = normalize_schedule(schedule)
+            starts = [f for f, _ in items]
+            prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
         if video is not None:
             video = np.asarray(video)
             if video.ndim != 4 or video.shape[1:] != self._like.shape[2:] or len(video) < 1:
@@ -164,8 +235,6 @@ class Streamer:
             if not 0.0 < strength <= 1.0:
                 raise ValueError(f"strength={strength} must be in (0, 1]")
             num_frames = len(video) if num_frames is None else min(num_frames, len(video))
-        starts = [f for f, _ in items]
-        prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()
         self.stats = StreamStats()
