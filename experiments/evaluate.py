@@ -4,8 +4,10 @@ r"""Evaluate a checkpoint by streaming prompt schedules and scoring the generate
 
 Each line of FILE is {"seed": int, "num_frames": int, "prompts": {"0": "...", "64": "..."}}; without --schedules,
 20 seeded random one-object schedules of 256 frames with a switch every 64 frames. Prints the evaluator's table and
-writes OUT.json with present, colour, shape, direction, switch_lag_frames, drift_points, frames_per_second (and the
-per-window details).
+writes OUT.json with present, colour, shape, direction, switch_lag_frames, drift_points, settled_drift_points,
+frames_per_second (and the per-window details). drift_points = last window - first window; settled_drift_points
+leaves out the frames each obeyed switch took to show (its lag), which plain drift counts as decay whenever the
+first window holds no switch and the last does.
 """
 from __future__ import annotations
 

@@ -145,6 +145,31 @@ def test_noise_in_the_second_half_gives_negative_drift_on_every_metric(clips):
     assert all(abs(v) < 1.0 for v in evaluate_stream(c.frames, c.captions)["drift_points"].values())
 
 
+def test_settled_drift_leaves_out_the_frames_spent_switching_and_still_sees_real_drift(clips):
+    # every switch asked for 12 frames before the video shows it: 12 lag frames per switch, no decay at all
+    delayed = []
+    for c in _well_spaced(wanted=6):
+        early = {0: c.captions[0], **{s.frame - 12: c.captions[s.frame] for s in switches(c.captions)}}
+        r = evaluate_stream(c.frames, early, window=64)
+        assert [s["lag"] for s in r["switch_lags"]] == [12] * r["num_switches"]
+        lagged = sum(w["frames"] - w["settled_frames"] for w in r["windows"])
+        assert lagged == 12 * r["num_switches"]
+        assert all(w["settled"][m] == 1.0 for w in r["windows"] for m in METRICS if w["settled"][m] is not None)
+        assert r["settled_drift_points"] == {m: 0.0 for m in METRICS}
+        delayed.append((c.frames, early))
+    # plain drift reads the switch lag as drift wherever the first and the last window hold different lag frames
+    pooled = evaluate_many(delayed, window=64)
+    assert pooled["settled_drift_points"] == {m: 0.0 for m in METRICS}
+    assert min(pooled["drift_points"].values()) < -1.0, pooled["drift_points"]
+    assert "settled drift pp" in format_table(pooled)
+    # frames that decay stay in: noise over the second half drifts by -90 points or more on settled frames too
+    c = clips[1]
+    frames = c.frames.copy()
+    frames[T // 2:] = _noise(9, T // 2)
+    r = evaluate_stream(frames, c.captions, window=64)
+    assert all(v <= -90.0 for v in r["settled_drift_points"].values()), r["settled_drift_points"]
+
+
 def test_two_object_videos_score_at_least_97_percent():
     config = shapes.ShapesWorldConfig(two_object_prob=1.0)
     videos = [(c.frames, c.captions) for c in (shapes.render(s, T, config) for s in range(6))]

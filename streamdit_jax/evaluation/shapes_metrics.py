@@ -268,11 +268,18 @@ def switch_lags(scores: FrameScores, hold_frames: int = 4) -> list[dict]:
     return out
 
 
-def _windows(per_metric: dict[str, np.ndarray], window: int) -> list[dict]:
-    t_len = len(next(iter(per_metric.values())))
-    return [{"start": s, "end": min(s + window, t_len), "frames": min(s + window, t_len) - s,
-             **{m: float(v[s:s + window].mean()) for m, v in per_metric.items()}}
-            for s in range(0, t_len, window)]
+def _windows(per_metric: dict[str, np.ndarray], window: int, settled: np.ndarray) -> list[dict]:
+    """Per-window accuracies over all frames, and over the settled frames only (``settled``: bool [T])."""
+    t_len = len(settled)
+    out = []
+    for s in range(0, t_len, window):
+        e = min(s + window, t_len)
+        keep = settled[s:e]
+        out.append({"start": s, "end": e, "frames": e - s, **{m: float(v[s:e].mean()) for m, v in per_metric.items()},
+                    "settled_frames": int(keep.sum()),
+                    "settled": {m: float(v[s:e][keep].mean()) if keep.any() else None
+                                for m, v in per_metric.items()}})
+    return out
 
 
 def _drift(windows: list[dict], window: int) -> dict[str, float]:
@@ -284,6 +291,30 @@ def _drift(windows: list[dict], window: int) -> dict[str, float]:
     return {m: 100.0 * (last[m] - windows[0][m]) for m in METRICS}
 
 
+def _settled_drift(windows: list[dict], window: int) -> dict[str, float | None]:
+    """Drift on settled frames: the last window with at least half a window of settled frames minus the first
+    window's settled accuracy, in percentage points (None when no two such windows exist).
+
+    Plain drift compares a first window that holds no switch with later windows that do, so the frames a stream
+    spends obeying a switch read as drift; here they are left out, and what remains is the quality of the frames
+    that show a settled prompt."""
+    full = [w for w in windows if w["settled_frames"] >= window / 2]
+    if len(full) < 2 or full[0] is not windows[0]:
+        return {m: None for m in METRICS}
+    return {m: 100.0 * (full[-1]["settled"][m] - full[0]["settled"][m]) for m in METRICS}
+
+
+def settled_frames(lags: Sequence[dict], num_frames: int) -> np.ndarray:
+    """bool [T]: False on the frames a stream spent switching (frames f .. f + lag - 1 of every switch it obeyed).
+
+    A switch never obeyed (``capped``) keeps its frames: they are failures, not transition."""
+    settled = np.ones(num_frames, bool)
+    for s in lags:
+        if not s["capped"]:
+            settled[s["frame"]:s["frame"] + s["lag"]] = False
+    return settled
+
+
 def _mean_or_none(values) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
@@ -293,8 +324,9 @@ def evaluate_stream(frames, schedule: schedule_lib.Schedule, window: int = 64,
     """Aggregate scores of one stream (JSON-serialisable; None where undefined).
 
     Keys: frames; present, colour, shape, direction (accuracy over all frames, in [0, 1]); windows (the same per
-    `window` frames, with start/end/frames); drift_points (per metric: last window - first window, percentage
-    points); switch_lag_frames (mean over switches, None without switches), switch_lags (raw list, see
+    `window` frames, with start/end/frames, and over its settled frames: settled, settled_frames); drift_points
+    (per metric: last window - first window, percentage points); settled_drift_points (the same on the frames not
+    spent obeying a switch, see `settled_frames`: what is left is drift, not switch lag); switch_lag_frames (mean over switches, None without switches), switch_lags (raw list, see
     `switch_lags`), num_switches; size_jitter, position_jitter (mean absolute, pixels; None without samples) and
     their sample counts.
     """
@@ -302,8 +334,8 @@ def evaluate_stream(frames, schedule: schedule_lib.Schedule, window: int = 64,
         raise ValueError(f"window must be an int >= 1, got {window!r}")
     scores = score_frames(frames, schedule, config, thresholds)
     per_metric = {m: getattr(scores, m) for m in METRICS}
-    windows = _windows(per_metric, window)
     lags = switch_lags(scores, thresholds.hold_frames)
+    windows = _windows(per_metric, window, settled_frames(lags, len(scores.captions)))
     return {
         "frames": len(scores.captions),
         **{m: float(v.mean()) for m, v in per_metric.items()},
@@ -311,6 +343,7 @@ def evaluate_stream(frames, schedule: schedule_lib.Schedule, window: int = 64,
         "num_switches": len(lags),
         "switch_lags": lags,
         "drift_points": _drift(windows, window),
+        "settled_drift_points": _settled_drift(windows, window),
         "window": window,
         "windows": windows,
         "size_jitter": _mean_or_none(scores.size_jitter),
@@ -341,8 +374,13 @@ def evaluate_many(videos: Iterable[tuple[np.ndarray, schedule_lib.Schedule]], wi
     for i in range(num_windows):
         rows = [r["windows"][i] for r in results if len(r["windows"]) > i]
         frames = sum(w["frames"] for w in rows)
+        kept = [w for w in rows if w["settled_frames"]]
+        settled = sum(w["settled_frames"] for w in kept)
         windows.append({"start": i * window, "end": max(w["end"] for w in rows), "frames": frames,
-                        **{m: sum(w[m] * w["frames"] for w in rows) / frames for m in METRICS}})
+                        **{m: sum(w[m] * w["frames"] for w in rows) / frames for m in METRICS},
+                        "settled_frames": settled,
+                        "settled": {m: sum(w["settled"][m] * w["settled_frames"] for w in kept) / settled
+                                    if settled else None for m in METRICS}})
     lags = [{"video": v, **s} for v, r in enumerate(results) for s in r["switch_lags"]]
     out = {
         "videos": len(results),
@@ -352,6 +390,7 @@ def evaluate_many(videos: Iterable[tuple[np.ndarray, schedule_lib.Schedule]], wi
         "num_switches": len(lags),
         "switch_lags": lags,
         "drift_points": _drift(windows, window),
+        "settled_drift_points": _settled_drift(windows, window),
         "window": window,
         "windows": windows,
         "size_jitter": _weighted(results, "size_jitter", "size_jitter_samples"),
@@ -372,10 +411,11 @@ def format_table(result: dict) -> str:
     """A plain-text report of an `evaluate_stream` / `evaluate_many` result."""
     first, last = result["windows"][0], result["windows"][-1]
     head = f"frames {result['frames']}" + (f" in {result['videos']} videos" if "videos" in result else "")
-    lines = [head, f"{'metric':<10} {'accuracy':>9} {'first win':>10} {'last win':>9} {'drift pp':>9}"]
+    lines = [head, f"{'metric':<10} {'accuracy':>9} {'first win':>10} {'last win':>9} {'drift pp':>9} "
+                   f"{'settled drift pp':>17}"]
     for m in METRICS:
         lines.append(f"{m:<10} {100 * result[m]:>8.1f}% {100 * first[m]:>9.1f}% {100 * last[m]:>8.1f}% "
-                     f"{result['drift_points'][m]:>+9.1f}")
+                     f"{result['drift_points'][m]:>+9.1f} {_fmt(result['settled_drift_points'][m], '+.1f'):>17}")
     capped = sum(s["capped"] for s in result["switch_lags"])
     lines.append(f"switch lag {_fmt(result['switch_lag_frames'], '.1f', ' frames')} "
                  f"(mean over {result['num_switches']} switches, {capped} never obeyed)")
