@@ -199,6 +199,11 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                         train_step = lambda s, b: distill_step(s, teacher, b)
                 batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v) for k, v in local.items()}
                 state, metrics = train_step(state, batch)
+                if window:
+                    # One step in flight, no more: the device runs this step while the host waits for the previous
+                    # one and prepares the next batch. Without the wait, dispatch runs dozens of steps ahead, so
+                    # the progress bar, the time limit and a SIGTERM would all act on steps not yet computed.
+                    jax.block_until_ready(window[-1]["loss"])
                 window.append(metrics)
                 step += 1
                 bar.update(1)
