@@ -74,7 +74,7 @@ def test_gif_output_has_exactly_num_frames_and_library_info_logs_stay_quiet(chec
     (["--prompts=abc"], "'abc' is malformed"),
     (["--prompts= "], "--prompts is empty"),
     (["--prompts=4:a red circle moving left"], "no prompt at frame 0"),
-    (["--chunk=3"], "--chunk=3"),
+    (["--chunk=3"], "chunk=3 is not a chunk size"),
     (["--output=x.avi"], "'.avi'"),
     (["--input_video=/nonexistent/in.mp4"], "/nonexistent/in.mp4"),
     (["--input_video=README.md"], "README.md"),
@@ -225,7 +225,7 @@ def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpo
 
 def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with_cfg_only_if_it_knows_the_null_prompt():
     import dataclasses
-    from experiments.streaming import default_sampling
+    from streamdit_jax.sampling.pretrained import default_sampling
     from streamdit_jax.training.config import DistillConfig, TrainConfig
     teacher = TrainConfig(model=get_model_config("tiny", latent_channels=12), chunk_sizes=(1, 2, 4, 8, 16),
                           text_dropout=0.1)
@@ -234,3 +234,26 @@ def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with
     assert default_sampling(dataclasses.replace(teacher, chunk_sizes=(4, 8, 16))) == (4, 4, 3.0)
     student = dataclasses.replace(teacher, distill=DistillConfig(teacher="t", chunk=4, steps_per_chunk=16))
     assert default_sampling(student) == (4, 1, 1.0)
+
+
+def test_load_streamer_takes_the_checkpoints_defaults_streams_frames_and_names_bad_choices(checkpoint):
+    import numpy as np
+    from streamdit_jax.sampling.pretrained import load_streamer
+    from streamdit_jax.training.restore import CheckpointError
+
+    cfg, streamer = load_streamer(checkpoint)
+    # trained with caption dropout and c=2 available: CFG 3, c=2, s=4, a one-buffer warm-up (B - K = 8 frames)
+    assert streamer.sampling_settings() == {"reference_frames": 0, "chunk": 2, "steps_per_chunk": 4,
+                                            "guidance": 3.0, "warmup_frames": 8}
+    assert streamer.pause_gc is False  # a library leaves the process-wide GC policy to its application
+    frames = np.concatenate(list(streamer.frames({0: "a red circle moving left", 4: "a blue square moving up"}, 10)))
+    assert frames.shape == (10, cfg.data.frame_size, cfg.data.frame_size, 3) and frames.dtype == np.uint8
+    _, paper_start = load_streamer(checkpoint, chunk=4, steps_per_chunk=1, guidance=1.0, warmup_frames=0)
+    assert paper_start.sampling_settings() == {"reference_frames": 0, "chunk": 4, "steps_per_chunk": 1,
+                                               "guidance": 1.0, "warmup_frames": 0}
+    with pytest.raises(ValueError, match=r"chunk=3 is not a chunk size this model was trained with: \(1, 2, 4, 8\)"):
+        load_streamer(checkpoint, chunk=3)
+    with pytest.raises(ValueError, match="invalid partition"):
+        load_streamer(checkpoint, reference_frames=9)
+    with pytest.raises(CheckpointError, match="/nonexistent/run"):
+        load_streamer("/nonexistent/run")
