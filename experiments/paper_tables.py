@@ -42,6 +42,13 @@ def calls_per_step(w: float) -> int:
     return 2 if w > 1 else 1
 
 
+def shown(path: str) -> str:
+    """A path as a reader should type it: relative to the repository when inside it (the bundled checkpoints)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full = os.path.abspath(path)
+    return os.path.relpath(full, repo) if full.startswith(repo + os.sep) else path
+
+
 def table2_rows(teacher: str, student: str, w: float) -> list[tuple[str, str, list[str], float]]:
     """(name, checkpoint, evaluate flags, model evaluations per emitted frame)."""
     g = calls_per_step(w)
@@ -99,7 +106,7 @@ def main(argv):
         table.append([name] + [f"{100 * res[m]:.1f}" for m in METRICS] +
                      ["n/a" if lag is None else f"{lag:.1f}", f"{drift:+.1f}", f"{evals:g}",
                       f"{res['frames_per_second']:.1f}"])
-        commands.append(f"- {name}: `python -m experiments.evaluate --checkpoint={ckpt} "
+        commands.append(f"- {name}: `python -m experiments.evaluate --checkpoint={shown(ckpt)} "
                         f"--schedules=heldout.jsonl {' '.join(extra)}`")
     header = ["scheme", "present %", "colour %", "shape %", "direction %", "switch lag (frames)",
               "worst drift (pp)", "model evals / frame", "CPU frames/s"]
