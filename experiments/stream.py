@@ -106,12 +106,15 @@ def main(argv):
         live = LivePrompt(schedule[0])
         threading.Thread(target=read_live_prompts, args=(live, sys.stdin, say), daemon=True,
                          name="streamdit-stdin").start()
-    written, first_frame_at = 0, None
+    written, first_frame_at, chunks, late = 0, None, 0, 0
     try:
         for frames in streamer.frames(live or schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
             if live is not None:  # real time: frame i is written at i / fps seconds, so typing follows the video
                 first_frame_at = first_frame_at or time.perf_counter()
-                time.sleep(max(0.0, first_frame_at + written / FLAGS.fps - time.perf_counter()))
+                wait = first_frame_at + written / FLAGS.fps - time.perf_counter()
+                chunks += 1
+                late += wait < -1.0 / FLAGS.fps  # more than a frame behind: a viewer would have seen a stall
+                time.sleep(max(0.0, wait))
             writer.write(frames)
             written += len(frames)
             bar.update(len(frames))
@@ -132,6 +135,9 @@ def main(argv):
     print(f"wrote {FLAGS.output}: {stats['frames']} frames, time to first frame {stats['time_to_first_frame_s']:.2f} s, "
           f"p50 {stats['p50_chunk_ms']:.1f} ms / p99 {stats['p99_chunk_ms']:.1f} ms per chunk, "
           f"{stats['frames_per_second']:.1f} frames/s")
+    if live is not None:
+        print(f"real time at {FLAGS.fps} frames/s: {late} of {chunks} chunks more than a frame late"
+              + (" (the model is slower than --fps: lower --fps or --steps_per_chunk)" if late > chunks // 10 else ""))
 
 
 if __name__ == "__main__":

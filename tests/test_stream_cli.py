@@ -112,6 +112,7 @@ def test_a_live_session_switches_on_a_typed_prompt_and_its_schedule_record_repla
     assert record["prompts"] == {"0": "a red circle moving left", str(switch): "a blue square moving up"}
     assert 2 <= switch < 48 and record["num_frames"] == 48 and record["seed"] == 0
     assert record["sampling"]["steps_per_chunk"] == 1 and "live session's schedule" in stdout
+    assert "real time at 24 frames/s" in stdout
     prompts = ";".join(f"{f}:{p}" for f, p in record["prompts"].items())
     r = run_cli(*common, f"--prompts={prompts}", f"--output={replay}")
     assert r.returncode == 0, r.stderr[-2000:]
