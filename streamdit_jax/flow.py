@@ -20,6 +20,9 @@ def _per_frame(tau: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     """Broadcasts ``tau`` of shape [], [batch] or [batch, frames] against ``x`` [batch, frames, ...]."""
     tau = jnp.asarray(tau, dtype=x.dtype)
     if tau.ndim == 1:  # one tau per example
+        if tau.shape[0] != x.shape[0]:
+            raise ValueError(f"a 1-D tau is one level per example: shape ({x.shape[0]},) for x of shape {x.shape}, "
+                             f"got {tau.shape}; pass per-frame levels as [batch, frames]")
         tau = tau[:, None]
     if tau.ndim > 2:
         raise ValueError(f"tau must have shape [], [batch] or [batch, frames]; got {tau.shape}")

@@ -193,6 +193,16 @@ class ChunkSizeMix:
             return np.full((len(self.chunk_sizes),), 1.0 / len(self.chunk_sizes), np.float32)
         return np.asarray(self.probabilities, np.float32)
 
+    def check_t2v_can_be_refused(self) -> None:
+        """ValueError unless the T2V size B - K is in the mix beside another size with a probability > 0: what an
+        example refused T2V (``mixed_chunk_tau``'s ``t2v_allowed`` False) draws from."""
+        t2v = self.buffer_len - self.reference_frames
+        others = [p for c, p in zip(self.chunk_sizes, self.probs()) if c != t2v]
+        if t2v not in self.chunk_sizes or not others or sum(others) <= 0:
+            raise ValueError(f"refusing T2V examples needs the T2V chunk size B-K={t2v} and at least one other with "
+                             f"a probability > 0 (chunk_sizes={tuple(self.chunk_sizes)}, probabilities="
+                             f"{self.probabilities}): examples refused T2V draw among the others")
+
     def frame_mask(self) -> np.ndarray:
         return self.partitions()[0].frame_mask()
 
@@ -211,6 +221,7 @@ def mixed_chunk_tau(rng: jax.Array, mix: ChunkSizeMix, batch: int,
     if t2v_allowed is None:
         choice = jax.random.choice(pick_rng, len(mix.chunk_sizes), (batch,), p=probs)
     else:
+        mix.check_t2v_can_be_refused()  # else every refused example's log-probabilities are -inf (draws index 0)
         is_t2v = jnp.asarray(mix.chunk_sizes) == mix.buffer_len - mix.reference_frames  # [n]
         keep = jnp.asarray(t2v_allowed, bool)[:, None] | ~is_t2v[None, :]  # [batch, n]
         choice = jax.random.categorical(pick_rng, jnp.log(jnp.where(keep, probs[None, :], 0.0)), axis=1)

@@ -20,6 +20,14 @@ def test_eq5_uses_each_frames_own_tau_and_one_shared_noise():
     np.testing.assert_allclose(x, [-1.0, 0.5, 3.0], rtol=1e-6)
 
 
+def test_a_per_frame_tau_row_without_its_batch_axis_is_rejected_not_broadcast_as_per_example():
+    import pytest
+
+    x = jnp.zeros((1, 3, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"a 1-D tau is one level per example: shape \(1,\)"):
+        flow.interpolate(x, x, jnp.asarray([0.0, 0.5, 1.0]))  # a [frames] row: must be [1, 3]
+
+
 def test_eq3_velocity_target_matches_hand_computed_value():
     v = flow.velocity_target(jnp.asarray(2.0), jnp.asarray(1.0), sigma_min=0.1)
     np.testing.assert_allclose(float(v), 1.1, rtol=1e-6)

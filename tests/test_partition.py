@@ -135,3 +135,7 @@ def test_t2v_allowed_false_never_draws_plain_t2v_and_renormalises_the_other_size
     assert not np.any(banned == 16)
     np.testing.assert_allclose([np.mean(banned == c) for c in (1, 4)], [0.4, 0.6], atol=0.04)
     np.testing.assert_allclose([np.mean(free == c) for c in (1, 4, 16)], [0.2, 0.3, 0.5], atol=0.04)
+    # with nothing else to draw, refusing T2V is an error (not a silent draw of a zero-probability size)
+    for bad in (ChunkSizeMix(16, (2, 16), (0.0, 1.0)), ChunkSizeMix(16, (16,)), ChunkSizeMix(16, (1, 4))):
+        with pytest.raises(ValueError, match="refusing T2V examples needs the T2V chunk size B-K=16"):
+            mixed_chunk_tau(jax.random.key(2), bad, 4, t2v_allowed=allowed[:4])

@@ -84,7 +84,8 @@ def test_reference_frames_stream_first_and_count_towards_num_frames():
 
 
 @pytest.mark.parametrize("schedule,needle", [({}, "empty"), ({5: "a red circle moving left"}, "no prompt at frame 0"),
-                                              ({0: "x", -1: "y"}, "entry -1")])
+                                              ({0: "x", -1: "y"}, "entry -1"), ({0: "x", True: "y"}, "entry True"),
+                                              ([(0, "x"), (9, "y")], "got list")])
 def test_bad_schedules_raise_errors_naming_the_entry(schedule, needle):
     with pytest.raises(ValueError, match=needle):
         normalize_schedule(schedule)
@@ -256,3 +257,35 @@ def test_a_live_prompt_fixes_each_frames_prompt_at_its_first_read_and_rejects_ba
         live.set(3)
     live.reset()
     assert live.schedule() == {} and live.at(0) == "c"
+
+
+def test_an_abandoned_streams_denoising_thread_finishing_late_never_writes_into_the_next_streams_stats(monkeypatch):
+    import threading
+
+    import streamdit_jax.sampling.stream as stream_lib
+
+    monkeypatch.setattr(stream_lib, "_JOIN_TIMEOUT_S", 0.1)
+    s = make_streamer(Partition.from_buffer(8, 2, 1))
+    step, entered, release, calls = s._step, threading.Event(), threading.Event(), []
+
+    def slow_third_step(*args):
+        calls.append(1)
+        if len(calls) == 3:  # stream 1's third macro step outlives the stream
+            entered.set()
+            release.wait(30)
+        return step(*args)
+
+    s._step = slow_third_step
+    first = s.frames("a red circle moving left", 40)
+    next(first)
+    assert entered.wait(30)
+    first.close()  # the consumer leaves while the denoising thread sits in its third step
+    stale = [t for t in threading.enumerate() if t.name == "streamdit-denoise" and t.is_alive()]
+    s._step = step
+    assert len(collect(s, "a blue square moving up", 6)) == 6
+    second = s.stats
+    release.set()  # stream 1's step finishes now, after stream 2
+    assert len(stale) == 1
+    stale[0].join(10)
+    assert len(second.chunk_seconds) == 3 and second.frames == 6
+    assert second.time_to_first_frame > 0

@@ -153,9 +153,9 @@ def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
     assert t2v_counts[False] == 0 and t2v_counts[True] > 8, t2v_counts  # 32 draws at p=0.7
     with pytest.raises(ValueError, match="'steady' flag"):
         run_steps(cfg, one_device_mesh(), batch, 1)
-    with pytest.raises(ValueError, match=r"t2v_steady_windows=True needs the T2V chunk size B-K=8"):
+    with pytest.raises(ValueError, match=r"t2v_steady_windows=True .*needs the T2V chunk size B-K=8"):
         tiny_config(t2v_steady_windows=True, chunk_sizes=(1, 2, 4))
-    with pytest.raises(ValueError, match=r"at least one other\s+with a probability > 0"):
+    with pytest.raises(ValueError, match=r"at least one other with a probability > 0"):
         tiny_config(t2v_steady_windows=True, chunk_probs=(0.0, 0.0, 0.0, 1.0))
 
 

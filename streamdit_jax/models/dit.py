@@ -64,7 +64,8 @@ class DiTBlock(nnx.Module):
         self.norm3 = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs, dtype=dt, param_dtype=pd)
         self.fc1 = dense(d, hidden, ("embed", "mlp"), **kw)
         self.fc2 = dense(hidden, d, ("mlp", "embed"), **kw)
-        # adaLN-Zero: modulations start at zero so every block starts as the identity.
+        # adaLN-Zero: modulations start at zero, so the gated self-attention and MLP branches start switched off
+        # (the cross-attention branch is ungated, as in PixArt-style DiTs: text reaches the tokens from step 0).
         self.ada = dense(d, 6 * d, ("embed", "mlp"), kernel_init=ZEROS, **kw)
 
     def modulation(self, temb: jax.Array) -> jax.Array:

@@ -35,11 +35,14 @@ def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
     """A prompt or {frame: prompt} -> sorted [(frame, prompt)] starting at frame 0; errors name the bad entry."""
     if isinstance(schedule, str):
         schedule = {0: schedule}
+    if not isinstance(schedule, Mapping):
+        raise ValueError(f"a prompt schedule is a prompt string or a {{frame: prompt}} mapping (or a LivePrompt for "
+                         f"Streamer), got {type(schedule).__name__}: {schedule!r:.80}")
     if not schedule:
         raise ValueError("the prompt schedule is empty; give at least {0: 'a prompt'}")
     items = []
     for frame, prompt in schedule.items():
-        if not isinstance(frame, (int, np.integer)) or frame < 0:
+        if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool) or frame < 0:
             raise ValueError(f"schedule entry {frame!r}: frame indices must be integers >= 0")
         if not isinstance(prompt, str):
             raise ValueError(f"schedule entry {frame}: prompt must be a string, got {prompt!r}")
@@ -109,7 +112,8 @@ class LivePrompt:
 
 @dataclasses.dataclass
 class StreamStats:
-    """Timing of a stream: time to first frame (seconds) and per-chunk latencies of the denoising loop."""
+    """Timing of a stream: time to first frame (seconds; ``Streamer.frames``: to the first decoded frame,
+    ``Streamer.latents``: to the first latent chunk) and per-chunk latencies of the denoising loop."""
 
     time_to_first_frame: float = float("nan")
     chunk_seconds: list = dataclasses.field(default_factory=list)
@@ -220,6 +224,12 @@ class Streamer:
         chunk's level and every macro step re-injects it above noise level ``strength`` (buffer.inject_guide); the
         stream then ends with the input (at most T frames).
         """
+        self.stats = StreamStats()
+        yield from self._latents(schedule, num_frames, seed, video, strength, self.stats)
+
+    def _latents(self, schedule, num_frames, seed, video, strength, stats: StreamStats):
+        """``latents`` recording into ``stats``: each stream its own object, so a denoising thread still finishing
+        an abandoned stream never writes into the next stream's figures."""
         if isinstance(schedule, LivePrompt):
             schedule.reset()
             prompt_at = schedule.at
@@ -237,16 +247,15 @@ class Streamer:
             num_frames = len(video) if num_frames is None else min(num_frames, len(video))
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()
-        self.stats = StreamStats()
         if video is None:
             state, refs = self._start(self.params, jax.random.key(seed), self._like, self._cond(prompt_at(0)),
                                       self._null(), w)
         else:
             state, refs = self._v2v_start(jax.random.key(seed), self._guide(video, 0))
         with (GcPause() if self.pause_gc else NoGcPause()) as pause:
-            yield from self._stream(state, refs, video, strength, num_frames, prompt_at, w, t0, pause)
+            yield from self._stream(state, refs, video, strength, num_frames, prompt_at, w, t0, pause, stats)
 
-    def _stream(self, state, refs, video, strength, num_frames, prompt_at, w, t0, pause):
+    def _stream(self, state, refs, video, strength, num_frames, prompt_at, w, t0, pause, stats):
         c, K = self.partition.c, self.partition.K
         step = 0
         emitted = 0
@@ -257,7 +266,7 @@ class Streamer:
                 step += 1
         elif K:
             first = np.asarray(refs[0])
-            self.stats.time_to_first_frame = time.perf_counter() - t0
+            stats.time_to_first_frame = time.perf_counter() - t0
             emitted += K
             yield first[: num_frames]
         while num_frames is None or emitted < num_frames:
@@ -266,9 +275,9 @@ class Streamer:
             state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w, *extra)
             step += 1
             chunk = np.asarray(chunk[0])  # waits for the device
-            self.stats.chunk_seconds.append(time.perf_counter() - t)
+            stats.chunk_seconds.append(time.perf_counter() - t)
             if emitted == 0:
-                self.stats.time_to_first_frame = time.perf_counter() - t0
+                stats.time_to_first_frame = time.perf_counter() - t0
             take = c if num_frames is None else min(c, num_frames - emitted)
             emitted += take
             pause.tick()
@@ -279,10 +288,11 @@ class Streamer:
         """uint8 frame chunks [n, H, W, 3]. Denoising and decoding each run on a background thread, linked by
         bounded queues (the paper's separate threads), so the caller only consumes finished frames.
         ``video``/``strength``: video-to-video, as in ``latents``."""
+        stats = self.stats = StreamStats()
         latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         frame_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
-        latents = self.latents(schedule, num_frames, seed, video=video, strength=strength)
+        latents = self._latents(schedule, num_frames, seed, video, strength, stats)
         decoded = (self.decode(lat) for lat in _drain(latent_q, stop))
         threads = [threading.Thread(target=_pump, args=(latents, latent_q, stop), daemon=True,
                                     name="streamdit-denoise"),
@@ -293,13 +303,15 @@ class Streamer:
             t.start()
         try:
             for frames in _drain(frame_q, stop):
-                self.stats.frames += len(frames)
-                self.stats.wall_seconds = time.perf_counter() - t0
+                if not stats.frames:  # the first DECODED frame: what a viewer waits for
+                    stats.time_to_first_frame = time.perf_counter() - t0
+                stats.frames += len(frames)
+                stats.wall_seconds = time.perf_counter() - t0
                 yield frames
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=5)
+            for t in threads:  # a thread inside a long macro step finishes it on its own (into its own stats)
+                t.join(timeout=_JOIN_TIMEOUT_S)
 
 
 class NoGcPause:
@@ -316,6 +328,7 @@ class NoGcPause:
 
 
 _DONE = object()
+_JOIN_TIMEOUT_S = 5.0  # how long an abandoned stream waits for its threads before leaving them to finish
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:

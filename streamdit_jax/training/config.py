@@ -108,12 +108,11 @@ class TrainConfig:
     def __post_init__(self):
         mix = self.mix()  # validates chunk sizes against B - K
         if self.t2v_steady_windows:
-            t2v = self.buffer_len - self.reference_frames
-            others = [p for c, p in zip(self.chunk_sizes, mix.probs()) if c != t2v]
-            if t2v not in self.chunk_sizes or not others or sum(others) <= 0:
-                raise ValueError(f"t2v_steady_windows=True needs the T2V chunk size B-K={t2v} and at least one other "
-                                 f"with a probability > 0 (chunk_sizes={tuple(self.chunk_sizes)}, chunk_probs="
-                                 f"{self.chunk_probs}): windows with a prompt switch draw among the others")
+            try:
+                mix.check_t2v_can_be_refused()
+            except ValueError as e:
+                raise ValueError(f"t2v_steady_windows=True (windows with a prompt switch are refused T2V): {e}; "
+                                 f"chunk_probs={self.chunk_probs}") from None
         if not 0 <= self.text_dropout < 1:
             raise ValueError(f"text_dropout={self.text_dropout} must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:

@@ -65,6 +65,8 @@ def distill_loss(params, teacher_params, graphdef, latents, tokens, rng, cfg: Tr
     teacher = nnx.merge(graphdef, teacher_params)
     cond = teacher.encode_text(tokens)
     guided = cfg.distill.guidance > 1.0
+    # rate 1.0 drops every prompt whatever the key, so sharing x0's key changes nothing (kept: the bundled
+    # student's run reproduces); split it before using another rate here
     null = teacher.encode_text(drop_text(rng, tokens, 1.0)) if guided else None
     target = teacher_target(model_denoise_fn(graphdef), teacher_params, x, cond, null,
                             jnp.float32(cfg.distill.guidance), table)
