@@ -5,6 +5,9 @@
 distributed: 2 fake CPU devices per process, jax.distributed from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 JAX_PROCESS_ID (gloo collectives), each process reads its own tfds.split_for_jax_process("train").
 reference: one process with 4 fake devices, fed the concatenation of the same two per-process splits' batches.
+The mesh is fsdp over all 4 devices (parameters sharded ACROSS the processes), the global batch 4 (2 per process: not
+divisible by the 4 devices per process count, only globally), and a preview GIF every 5 steps (every process must
+take part). PREEMPT_AT=N: process 1 sends itself SIGTERM when it reads its N-th batch.
 """
 import json
 import os
@@ -23,6 +26,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from streamdit_jax import parallel  # noqa: E402
 from streamdit_jax.data import pipeline, tfds_builders  # noqa: E402
 from streamdit_jax.models import get_model_config  # noqa: E402
+from streamdit_jax.parallel import MeshConfig  # noqa: E402
 from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
 from streamdit_jax.training.input import prepare_dataset, train_data_iterator  # noqa: E402
 from streamdit_jax.training.loop import train  # noqa: E402
@@ -33,8 +37,8 @@ if mode == "distributed":
 cfg = TrainConfig(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
                   optim=OptimConfig(learning_rate=2e-3, warmup_steps=2),
                   data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2, data_dir=data_dir),
-                  buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=8, total_steps=10, log_every=5,
-                  checkpoint_every=100, sample_every=0)
+                  buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=4, total_steps=10, log_every=5,
+                  checkpoint_every=100, sample_every=5, mesh=MeshConfig((("fsdp", -1),)))
 
 
 def split_ids(split):
@@ -68,14 +72,43 @@ def two_split_iterator(cfg, workdir):
     return Concatenated()
 
 
-state = train(cfg, workdir, train_data_iterator if mode == "distributed" else two_split_iterator,
-              show_progress=False)
+def preempted_iterator(cfg, workdir):
+    """This process's iterator; process 1 gets a SIGTERM when it reads batch PREEMPT_AT."""
+    import signal
+    it, at = train_data_iterator(cfg, workdir), int(os.environ["PREEMPT_AT"])
+
+    class Preempted:
+        reads = 0
+
+        def __next__(self):
+            self.reads += 1
+            if self.reads == at and jax.process_index() == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return next(it)
+
+        def get_state(self):
+            return it.get_state()
+
+        def set_state(self, state):
+            it.set_state(state)
+
+    return Preempted()
+
+
+iterator = two_split_iterator if mode == "reference" else (
+    preempted_iterator if os.environ.get("PREEMPT_AT") else train_data_iterator)
+state = train(cfg, workdir, iterator, show_progress=False)
 report = {"process_index": jax.process_index(), "process_count": jax.process_count(),
           "global_devices": jax.device_count(), "step": int(state.step)}
 if mode == "distributed":
     report["ids"] = split_ids(tfds.split_for_jax_process("train"))
 with open(f"{out}.p{jax.process_index()}.json", "w") as f:
     json.dump(report, f)
+from jax.experimental import multihost_utils  # noqa: E402
+
+# parameters are sharded across the processes: every process takes part in gathering them, process 0 saves
+flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+full = {jax.tree_util.keystr(k): np.asarray(multihost_utils.process_allgather(v, tiled=True)
+                                            if mode == "distributed" else v) for k, v in flat}
 if jax.process_index() == 0:
-    flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
-    np.savez(f"{out}.npz", **{jax.tree_util.keystr(k): np.asarray(v.addressable_data(0)) for k, v in flat})
+    np.savez(f"{out}.npz", **full)

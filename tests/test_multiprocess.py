@@ -40,10 +40,31 @@ def test_two_process_training_matches_one_process_and_reads_disjoint_splits(tmp_
     assert [r["step"] for r in reports] == [10, 10]
     ids0, ids1 = set(reports[0]["ids"]), set(reports[1]["ids"])
     assert ids0 and ids1 and not ids0 & ids1 and len(ids0 | ids1) == 16  # disjoint, together the whole split
+    # the preview ran on both processes (parameters sharded across them), process 0 wrote it
+    assert sorted(p.name for p in (tmp_path / "dist").glob("sample_*.gif")) == ["sample_0000005.gif",
+                                                                                 "sample_0000010.gif"]
     dist, single = np.load(tmp_path / "dist.npz"), np.load(tmp_path / "ref.npz")
     assert sorted(dist.files) == sorted(single.files)
     for name in single.files:  # same global batches, same steps: equal up to cross-process reduction order
         np.testing.assert_allclose(dist[name], single[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_sigterm_reaching_one_process_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
+    data_dir = str(tmp_path / "data")
+    env = subprocess_env(drop_jax_settings=True)
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(tmp_path / "run"), data_dir,
+                               str(tmp_path / "run")],
+                              env={**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
+                                   "JAX_PROCESS_ID": str(i), "PREEMPT_AT": "4"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]  # before the fix: both hung here (one saving, one stepping)
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    steps = [json.load(open(tmp_path / f"run.p{i}.json"))["step"] for i in range(2)]
+    assert steps[0] == steps[1] and 3 <= steps[0] < 10, steps
+    saved = sorted(int(d.name) for d in (tmp_path / "run" / "checkpoints").iterdir() if d.name.isdigit())
+    assert saved == [steps[0]]
 
 
 def test_entry_points_default_to_distributed_init_only_when_the_launch_environment_asks(monkeypatch):

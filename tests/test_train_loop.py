@@ -83,9 +83,11 @@ def test_sigterm_saves_a_checkpoint_and_returns(tmp_path, data_dir):
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
     cfg = with_data(loop_config(optim=OptimConfig(learning_rate=1e30, warmup_steps=1, grad_clip=1e30),
                                 total_steps=20, checkpoint_every=1), data_dir)
-    with pytest.raises(NonFiniteError, match="non-finite loss or gradients"):
+    with pytest.raises(NonFiniteError, match="non-finite loss or gradients") as err:
         train(cfg, str(tmp_path), train_data_iterator, show_progress=False)
     saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
     assert saved and saved[-1] < 20
+    # the run stops AT the first bad step: every step up to it was checkpointed, nothing from it on
+    assert f"at step {saved[-1] + 1} " in str(err.value), (saved, str(err.value))
     lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
     assert lines[-1]["finite"] == 0 and all(l["finite"] == 1 for l in lines[:-1])

@@ -3,8 +3,10 @@
 - resumes automatically from the latest checkpoint in WORKDIR (state, data-iterator state; the model config must
   match the saved one, other settings such as total_steps may change);
 - SIGTERM -> checkpoint and return normally (exit 0 in the entry point);
-- a non-finite loss or gradient leaves the state unchanged in the step; the loop stops with ``NonFiniteError`` at the
-  next log point, keeping the last good checkpoint;
+- a non-finite loss or gradient leaves the state unchanged in the step; the loop stops with ``NonFiniteError`` one
+  step later (it never saves past it), keeping the last good checkpoint;
+- multi-process: the batch is split by the global batch size, every process stops at the same step (SIGTERM or a
+  time limit seen by any one of them), every process takes part in the preview;
 - host 0: tqdm progress with steps/s and ETA, metrics.jsonl, TensorBoard event files (tensorboardX), sample GIFs.
 """
 from __future__ import annotations
@@ -95,6 +97,44 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def agree_to_stop(wants_to_stop: bool) -> bool:
+    """True on every process as soon as ANY process wants to stop (SIGTERM, time limit). Called by all processes at
+    the same step, so they stop together: one that stopped alone would wait forever in its checkpoint save for the
+    others, which would wait in the next step's collectives for it."""
+    if jax.process_count() == 1:
+        return wants_to_stop
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.asarray([wants_to_stop]))))
+
+
+def global_batch_shardings(mesh, local: dict) -> tuple[dict, dict]:
+    """(shardings, global shapes) of a batch of which this process holds ``local``: the batch axis is split over
+    the data-parallel mesh axes by the GLOBAL batch size (every process contributes the same number of examples).
+    ValueError when the global batch cannot be split so that each process owns its own examples."""
+    n = jax.process_count()
+    shapes = {k: (v.shape[0] * n,) + v.shape[1:] for k, v in local.items()}
+    shardings = steps.batch_shardings(mesh, {k: jax.ShapeDtypeStruct(shapes[k], v.dtype) for k, v in local.items()})
+    if n > 1:
+        for k, sharding in shardings.items():
+            per_shard = sharding.shard_shape(shapes[k])[0]
+            if (shapes[k][0] // per_shard) % n:
+                raise ValueError(f"global batch {shapes[k][0]} ({n} processes x {local[k].shape[0]}) cannot be split "
+                                 f"over the data-parallel axes of mesh {dict(mesh.shape)} so that each process owns its "
+                                 f"examples (batch '{k}' sharded {sharding.spec}); use a batch_size divisible by the "
+                                 f"data x fsdp devices")
+    return shardings, shapes
+
+
+def check_finite(metrics: dict, step: int, ckpt) -> None:
+    """NonFiniteError naming the step (the last good checkpoint is kept) unless the step's loss and gradients were
+    finite (``metrics`` of a finished step)."""
+    if float(metrics["finite"]) < 1:
+        raise NonFiniteError(
+            f"non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, grad_norm="
+            f"{float(metrics['grad_norm'])}); parameters were not updated by that step and the last good checkpoint "
+            f"(step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+
+
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     """The saved model config must equal the current one; other differences are logged."""
     current = cfg.to_dict()
@@ -177,7 +217,8 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
         graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=start_params)
     step = int(state.step)
     writer = MetricsWriter(workdir, enabled=host0)
-    preview = sampling_preview.Preview(cfg, graphdef, mesh) if host0 and cfg.sample_every else None
+    # every process runs the preview (its parameters may be sharded across processes); process 0 writes the GIF
+    preview = sampling_preview.Preview(cfg, graphdef, mesh) if cfg.sample_every else None
     preempt = _Preemption()
     train_step, batch_sharding = None, None
     bar = tqdm(total=cfg.total_steps, initial=step, disable=not (host0 and show_progress), unit="step",
@@ -188,22 +229,26 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     end = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
     try:
         with parallel.activate(mesh):
-            while step < end and not preempt.requested and (deadline is None or time.monotonic() < deadline):
+            while step < end:
+                wants_to_stop = preempt.requested or (deadline is not None and time.monotonic() >= deadline)
+                if agree_to_stop(wants_to_stop):
+                    break
                 local = next(data)
                 if train_step is None:  # built on the first batch: shapes come from the data
-                    batch_sharding = steps.batch_shardings(mesh, local)
+                    batch_sharding, batch_shapes = global_batch_shardings(mesh, local)
                     if teacher is None:
                         train_step = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding)
                     else:
                         distill_step = distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding)
                         train_step = lambda s, b: distill_step(s, teacher, b)
-                batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v) for k, v in local.items()}
+                batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v, batch_shapes[k])
+                         for k, v in local.items()}
                 state, metrics = train_step(state, batch)
                 if window:
                     # One step in flight, no more: the device runs this step while the host waits for the previous
                     # one and prepares the next batch. Without the wait, dispatch runs dozens of steps ahead, so
                     # the progress bar, the time limit and a SIGTERM would all act on steps not yet computed.
-                    jax.block_until_ready(window[-1]["loss"])
+                    check_finite(window[-1], step, ckpt)
                 window.append(metrics)
                 step += 1
                 bar.update(1)
@@ -213,17 +258,17 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                     window, window_start = [], time.monotonic()
                     writer.write(step, summary)
                     bar.set_postfix(loss=f"{summary['loss']:.4f}")
-                    if summary["finite"] < 1:
-                        raise NonFiniteError(
-                            f"non-finite loss or gradients before step {step} (loss={summary['loss']}, "
-                            f"grad_norm={summary['grad_norm']}); parameters were not updated by those steps and "
-                            f"the last good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}")
+                    check_finite(metrics, step, ckpt)  # the steps before it were checked one by one
                 if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                    check_finite(metrics, step, ckpt)  # a checkpoint labelled `step` must hold step updates
                     ckpt.save(step, state, cfg.to_dict(), data.get_state())
                 if preview is not None and (step % cfg.sample_every == 0 or step == cfg.total_steps):
-                    path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"))
-                    log.info("wrote %s", path)
+                    path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"),
+                                             write=host0)
+                    if host0:
+                        log.info("wrote %s", path)
             if window:  # stopped between log points (time limit or SIGTERM)
+                check_finite(window[-1], step, ckpt)
                 writer.write(step, summarize(window, cfg.chunk_sizes))
             if ckpt.latest_step() != step:
                 ckpt.save(step, state, cfg.to_dict(), data.get_state(), force=True)

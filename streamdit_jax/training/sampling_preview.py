@@ -42,12 +42,18 @@ class Preview:
         for _ in range(2 * self.partition.B // self.partition.c):
             state, chunk = self.step(params, state, cond)
             chunks.append(chunk)
-        video = self.autoencoder.decode(jnp.concatenate(chunks, axis=1))
-        return float_to_frames(video)
+        latents = jnp.concatenate(chunks, axis=1)
+        if jax.process_count() > 1:  # parameters sharded across processes: every process computed its part
+            from jax.experimental import multihost_utils
+            latents = multihost_utils.process_allgather(latents, tiled=True)
+        return float_to_frames(self.autoencoder.decode(jnp.asarray(latents)))
 
-    def write_gif(self, params, path: str) -> str:
+    def write_gif(self, params, path: str, write: bool = True) -> str:
+        """Streams the preview (every process must call this: it is one program over the whole mesh) and writes
+        the GIF where ``write`` (process 0)."""
         video = self.frames(params)
-        tiled = np.concatenate(list(video), axis=2)  # prompts side by side
-        iio.imwrite(path, tiled, duration=125, loop=0)
+        if write:
+            tiled = np.concatenate(list(video), axis=2)  # prompts side by side
+            iio.imwrite(path, tiled, duration=125, loop=0)
         return path
 
