@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
 import numpy as np
 from absl import app, flags
 
 from experiments import benchmarking
-from streamdit_jax.training.restore import export_for_inference
+from experiments.streaming import fail
+from streamdit_jax.training.restore import CheckpointError, export_for_inference
 
 flags.DEFINE_string("workdir", None, "Training workdir to export (latest checkpoint unless --step).")
-flags.DEFINE_string("output", None, "Output directory (replaced).")
+flags.DEFINE_string("output", None, "Output directory (replaced once the export is complete).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 flags.DEFINE_enum("dtype", "float16", ["float16", "bfloat16", "float32"], "Storage dtype of the parameters.")
 flags.DEFINE_string("notes", "", "Free text added to TRAINING.md (e.g. the exact training command).")
@@ -43,23 +45,53 @@ def training_summary(workdir: str) -> str:
     return f"{table}\n\nmedian steps/s {np.median(speeds):.3f} over {len(speeds)} log windows{chunks}\n"
 
 
+def overlaps(a: str, b: str) -> bool:
+    """Whether one path is the other or lies inside it."""
+    a, b = os.path.realpath(a), os.path.realpath(b)
+    return a == b or a.startswith(b + os.sep) or b.startswith(a + os.sep)
+
+
 def main(argv):
     del argv
-    if os.path.exists(FLAGS.output):
-        shutil.rmtree(FLAGS.output)
-    info = export_for_inference(FLAGS.workdir, FLAGS.output, FLAGS.dtype, FLAGS.step)
+    if overlaps(FLAGS.output, FLAGS.workdir):
+        fail(f"--output={FLAGS.output!r} overlaps --workdir={FLAGS.workdir!r}: the output directory is replaced "
+             f"by the export, so it must lie outside the training run (and not contain it)")
+    # Build the export beside the output and swap it in only when complete: a failed export (a bad --step, a
+    # full disk) leaves the previous one untouched.
+    parent = os.path.dirname(os.path.abspath(FLAGS.output))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        info = write_export(staging)
+        old = None
+        if os.path.exists(FLAGS.output):
+            old = tempfile.mkdtemp(prefix=".export-old-", dir=parent)
+            os.replace(FLAGS.output, os.path.join(old, "x"))
+        os.replace(staging, FLAGS.output)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except CheckpointError as e:
+        fail(str(e))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    size = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(FLAGS.output) for n in ns)
+    print(f"exported step {info['step']} of {FLAGS.workdir} to {FLAGS.output}: {size / 2**20:.1f} MiB")
+
+
+def write_export(output: str) -> dict:
+    """The export (checkpoint, autoencoder copy, metrics.jsonl, TRAINING.md) into the empty directory ``output``."""
+    info = export_for_inference(FLAGS.workdir, output, FLAGS.dtype, FLAGS.step)
     if os.path.exists(os.path.join(FLAGS.workdir, "metrics.jsonl")):
-        shutil.copy(os.path.join(FLAGS.workdir, "metrics.jsonl"), os.path.join(FLAGS.output, "metrics.jsonl"))
-    config = json.load(open(os.path.join(FLAGS.output, "checkpoints", str(info["step"]), "config", "metadata")))
-    with open(os.path.join(FLAGS.output, "TRAINING.md"), "w") as f:
+        shutil.copy(os.path.join(FLAGS.workdir, "metrics.jsonl"), os.path.join(output, "metrics.jsonl"))
+    config = json.load(open(os.path.join(output, "checkpoints", str(info["step"]), "config", "metadata")))
+    with open(os.path.join(output, "TRAINING.md"), "w") as f:
         f.write(f"# {os.path.basename(os.path.normpath(FLAGS.output))}\n\n"
                 f"Exported by `python -m experiments.export` from {info['source']} at step {info['step']}: EMA "
                 f"parameters only, {info['params']:,} parameters stored as {info['dtype']} (loaded as float32).\n"
                 f"Machine: {benchmarking.machine()}; git revision {benchmarking.git_revision()}.\n\n"
                 f"{FLAGS.notes}\n\n## Training log (metrics.jsonl)\n\n{training_summary(FLAGS.workdir)}\n"
                 f"## Config\n\n```json\n{json.dumps(config, indent=1)}\n```\n")
-    size = sum(os.path.getsize(os.path.join(d, n)) for d, _, ns in os.walk(FLAGS.output) for n in ns)
-    print(f"exported step {info['step']} of {FLAGS.workdir} to {FLAGS.output}: {size / 2**20:.1f} MiB")
+    return info
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ class Checkpointer:
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def save(self, step: int, state, config: dict, data_state: Optional[dict] = None, *, force: bool = False) -> bool:
         args = {STATE: ocp.args.StandardSave(state), CONFIG: ocp.args.JsonSave(config),
                 DATA: ocp.args.JsonSave(data_state or {})}

@@ -224,6 +224,24 @@ def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpo
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def test_export_refuses_an_output_overlapping_the_run_and_a_failed_export_keeps_the_previous_one(checkpoint, tmp_path):
+    def export(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.export", *args], cwd=REPO, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=300)
+
+    for output in (checkpoint, os.path.join(checkpoint, "export")):
+        r = export(f"--workdir={checkpoint}", f"--output={output}")
+        assert r.returncode == 2 and "overlaps --workdir" in r.stderr, r.stderr[-2000:]
+        assert os.path.isdir(os.path.join(checkpoint, "checkpoints", "0"))  # the run is untouched
+    out = tmp_path / "export"
+    assert export(f"--workdir={checkpoint}", f"--output={out}").returncode == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    r = export(f"--workdir={checkpoint}", f"--output={out}", "--step=7")  # no such step
+    assert r.returncode == 2 and "holds no step 7; saved steps: [0]" in r.stderr, r.stderr[-2000:]
+    assert sorted(p.name for p in out.rglob("*")) == before  # the previous export is still whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]  # no staging left behind
+
+
 def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with_cfg_only_if_it_knows_the_null_prompt():
     import dataclasses
     from streamdit_jax.sampling.pretrained import default_sampling

@@ -64,6 +64,8 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"checkpoint {workdir!r} holds no saved step")
+        if step is not None and step not in ckpt.all_steps():
+            raise CheckpointError(f"checkpoint {workdir!r} holds no step {step}; saved steps: {ckpt.all_steps()}")
         try:
             cfg = TrainConfig.from_dict(ckpt.read_config(step))
         except (ValueError, TypeError, KeyError) as e:
