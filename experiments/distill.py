@@ -55,7 +55,7 @@ def student_config(teacher: str, overrides: dict) -> TrainConfig:
     if "model" in overrides:
         raise ValueError("a distillation config must not set `model`: the student is the teacher's model")
     d = merge(saved, overrides)
-    d["distill"] = {**d.get("distill", {}), "teacher": teacher}
+    d["distill"] = {**(d.get("distill") or {}), "teacher": teacher}  # a config without a distill block: defaults
     d["init_from"] = ""  # the student starts from the teacher, whatever the teacher itself was started from
     return TrainConfig.from_dict(d)
 

@@ -142,6 +142,22 @@ def test_unknown_config_keys_and_bad_chunk_sets_raise_errors_naming_them():
         TrainConfig.from_dict({**d, "chunk_sizes": (1, 3)})
 
 
+@pytest.mark.parametrize("override,needle", [
+    ({"log_every": 0}, "'log_every': 0"), ({"checkpoint_every": 0}, "'checkpoint_every': 0"),
+    ({"keep_checkpoints": 0}, "'keep_checkpoints': 0"), ({"sample_every": -1}, "'sample_every': -1"),
+    ({"optim": {"learning_rate": -1e-3}}, "learning_rate=-0.001 must be > 0"),
+    ({"optim": {"warmup_steps": -5}}, "warmup_steps=-5 >= 0"),
+    ({"data": {"frame_size": 20}}, r"window \(4, 2, 2\) does not tile the token grid"),
+])
+def test_configs_that_would_fail_late_or_silently_are_refused_when_built(override, needle):
+    """Settings that used to pass validation and then divide by zero after the first compiled step, keep no
+    checkpoint at all, or fail only when the model traced the first batch."""
+    d = tiny_config().to_dict()
+    merged = {**d, **{k: ({**d[k], **v} if isinstance(v, dict) else v) for k, v in override.items()}}
+    with pytest.raises(ValueError, match=needle):
+        TrainConfig.from_dict(merged)
+
+
 def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
     cfg = tiny_config(t2v_steady_windows=True, chunk_probs=(0.1, 0.1, 0.1, 0.7))
     batch = fixed_batch()

@@ -21,6 +21,16 @@ class OptimConfig:
     b2: float = 0.99
     grad_clip: float = 1.0
 
+    def __post_init__(self):
+        if not self.learning_rate > 0 or self.warmup_steps < 0:
+            raise ValueError(f"optim.learning_rate={self.learning_rate} must be > 0 and optim.warmup_steps="
+                             f"{self.warmup_steps} >= 0")
+        if not 0 <= self.end_lr_factor <= 1 or self.weight_decay < 0 or not self.grad_clip > 0:
+            raise ValueError(f"optim.end_lr_factor={self.end_lr_factor} must be in [0, 1], optim.weight_decay="
+                             f"{self.weight_decay} >= 0, optim.grad_clip={self.grad_clip} > 0")
+        if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
+            raise ValueError(f"optim.b1={self.b1} and optim.b2={self.b2} must be in [0, 1)")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -119,6 +129,18 @@ class TrainConfig:
             raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if self.batch_size < 1 or self.total_steps < 0:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1 and total_steps={self.total_steps} >= 0")
+        counts = {"log_every": self.log_every, "checkpoint_every": self.checkpoint_every,
+                  "keep_checkpoints": self.keep_checkpoints, "sample_steps": self.sample_steps}
+        bad = {k: v for k, v in counts.items() if not isinstance(v, int) or v < 1}
+        if bad or self.sample_every < 0:
+            raise ValueError(f"{bad or {'sample_every': self.sample_every}}: log_every, checkpoint_every, "
+                             f"keep_checkpoints and sample_steps must be >= 1, sample_every >= 0 (0 = never)")
+        if self.autoencoder_factor:  # the token grid is known without loading anything: check the window now
+            side = self.data.frame_size // self.autoencoder_factor
+            if self.data.frame_size % self.autoencoder_factor:
+                raise ValueError(f"data.frame_size={self.data.frame_size} is not divisible by autoencoder_factor="
+                                 f"{self.autoencoder_factor}")
+            self.model.resolved_window(self.model.token_grid((self.buffer_len, side, side)))
         if self.data.clip_len < self.buffer_len:
             raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
         if self.autoencoder and self.autoencoder_factor:
