@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from helpers import subprocess_env
 
@@ -19,23 +20,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_training_matches_one_process_and_reads_disjoint_splits(tmp_path):
-    data_dir = str(tmp_path / "data")
-    env = subprocess_env(drop_jax_settings=True)
-    # the reference run first: it also builds the dataset the distributed processes then share
-    ref = subprocess.run([sys.executable, WORKER, "reference", str(tmp_path / "ref"), data_dir, str(tmp_path / "ref")],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+def run_distributed(workdir, data_dir, out, env, **extra_env):
+    """The worker as 2 processes on localhost; asserts both exit 0, returns their reports."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(tmp_path / "dist"), data_dir,
-                               str(tmp_path / "dist")],
+    procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(workdir), data_dir, str(out)],
                               env={**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-                                   "JAX_PROCESS_ID": str(i)},
+                                   "JAX_PROCESS_ID": str(i), **extra_env},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=600) for p in procs]  # a deadlock between the processes would stop here
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    reports = [json.load(open(tmp_path / f"dist.p{i}.json")) for i in range(2)]
+    return [json.load(open(f"{out}.p{i}.json")) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 1-process reference run and an uninterrupted 2-process run of the same 10 steps (shared by the tests)."""
+    tmp = tmp_path_factory.mktemp("multiprocess")
+    data_dir, env = str(tmp / "data"), subprocess_env(drop_jax_settings=True)
+    # the reference run first: it also builds the dataset the distributed processes then share
+    ref = subprocess.run([sys.executable, WORKER, "reference", str(tmp / "ref"), data_dir, str(tmp / "ref")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    reports = run_distributed(tmp / "dist", data_dir, tmp / "dist", env)
+    return tmp, data_dir, env, reports
+
+
+def test_two_process_training_matches_one_process_and_reads_disjoint_splits(runs):
+    tmp_path, _, _, reports = runs
     assert [r["process_count"] for r in reports] == [2, 2] and [r["global_devices"] for r in reports] == [4, 4]
     assert [r["step"] for r in reports] == [10, 10]
     ids0, ids1 = set(reports[0]["ids"]), set(reports[1]["ids"])
@@ -49,22 +61,20 @@ def test_two_process_training_matches_one_process_and_reads_disjoint_splits(tmp_
         np.testing.assert_allclose(dist[name], single[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_a_sigterm_reaching_one_process_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
-    data_dir = str(tmp_path / "data")
-    env = subprocess_env(drop_jax_settings=True)
-    port = free_port()
-    procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(tmp_path / "run"), data_dir,
-                               str(tmp_path / "run")],
-                              env={**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-                                   "JAX_PROCESS_ID": str(i), "PREEMPT_AT": "4"},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]  # before the fix: both hung here (one saving, one stepping)
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    steps = [json.load(open(tmp_path / f"run.p{i}.json"))["step"] for i in range(2)]
+def test_a_sigterm_on_one_process_stops_both_at_one_step_and_the_resumed_run_ends_where_an_uninterrupted_one_does(
+        runs):
+    tmp_path, data_dir, env, _ = runs
+    # before the fix both processes hung here: one in its checkpoint save, the other in its next step
+    stopped = run_distributed(tmp_path / "run", data_dir, tmp_path / "stopped", env, PREEMPT_AT="4")
+    steps = [r["step"] for r in stopped]
     assert steps[0] == steps[1] and 3 <= steps[0] < 10, steps
     saved = sorted(int(d.name) for d in (tmp_path / "run" / "checkpoints").iterdir() if d.name.isdigit())
     assert saved == [steps[0]]
+    # resumed, each process continues from ITS OWN data position (the checkpoint holds both): the same 10 steps
+    assert [r["step"] for r in run_distributed(tmp_path / "run", data_dir, tmp_path / "resumed", env)] == [10, 10]
+    resumed, uninterrupted = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "dist.npz")
+    for name in uninterrupted.files:
+        np.testing.assert_allclose(resumed[name], uninterrupted[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 def test_entry_points_default_to_distributed_init_only_when_the_launch_environment_asks(monkeypatch):

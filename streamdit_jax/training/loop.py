@@ -107,6 +107,36 @@ def agree_to_stop(wants_to_stop: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.asarray([wants_to_stop]))))
 
 
+PER_PROCESS = "per_process"  # the checkpoint's data item: {PER_PROCESS: {process index: iterator state}}
+
+
+def gather_data_states(local: dict) -> dict:
+    """Every process's data-iterator state, keyed by process index: the checkpoint's data item (written by process
+    0 only, so it must hold the others' positions too for a multi-process resume to continue exactly)."""
+    if jax.process_count() == 1:
+        return {PER_PROCESS: {"0": local}}
+    from jax.experimental import multihost_utils
+    blob = np.frombuffer(json.dumps(local).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([blob.size], np.int32))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:blob.size] = blob
+    rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+    return {PER_PROCESS: {str(i): json.loads(bytes(row[:n]).decode()) for i, (row, n) in enumerate(zip(rows, sizes))}}
+
+
+def own_data_state(saved: dict) -> dict:
+    """This process's iterator state from a checkpoint's data item (older checkpoints hold one state: process
+    0's, which every process then resumes from)."""
+    if PER_PROCESS not in saved:
+        return saved
+    states = saved[PER_PROCESS]
+    mine = states.get(str(jax.process_index()))
+    if mine is None:
+        raise ValueError(f"the checkpoint holds the data positions of processes {sorted(states, key=int)}, not of "
+                         f"process {jax.process_index()}: resume with the process count it was saved with")
+    return mine
+
+
 def global_batch_shardings(mesh, local: dict) -> tuple[dict, dict]:
     """(shardings, global shapes) of a batch of which this process holds ``local``: the batch axis is split over
     the data-parallel mesh axes by the GLOBAL batch size (every process contributes the same number of examples).
@@ -211,7 +241,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
         state, _, data_state = ckpt.restore(target)
         if data_state:
-            data.set_state(data_state)
+            data.set_state(own_data_state(data_state))
         log.info("resumed from step %d in %s", int(state.step), ckpt.directory)
     else:
         graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=start_params)
@@ -261,7 +291,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                     check_finite(metrics, step, ckpt)  # the steps before it were checked one by one
                 if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
                     check_finite(metrics, step, ckpt)  # a checkpoint labelled `step` must hold step updates
-                    ckpt.save(step, state, cfg.to_dict(), data.get_state())
+                    ckpt.save(step, state, cfg.to_dict(), gather_data_states(data.get_state()))
                 if preview is not None and (step % cfg.sample_every == 0 or step == cfg.total_steps):
                     path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"),
                                              write=host0)
@@ -271,7 +301,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 check_finite(window[-1], step, ckpt)
                 writer.write(step, summarize(window, cfg.chunk_sizes))
             if ckpt.latest_step() != step:
-                ckpt.save(step, state, cfg.to_dict(), data.get_state(), force=True)
+                ckpt.save(step, state, cfg.to_dict(), gather_data_states(data.get_state()), force=True)
     finally:
         bar.close()
         ckpt.close()
