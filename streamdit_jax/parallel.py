@@ -43,7 +43,7 @@ LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
 class MeshConfig:
     """Mesh shape as (axis name, size) pairs; one size may be -1 (all remaining devices)."""
 
-    axes: tuple[tuple[str, int], ...] = (("data", -1), ("fsdp", 1), ("tensor", 1))
+    axes: tuple[tuple[str, int], ...] = (("data", -1), ("fsdp", 1), ("context", 1), ("tensor", 1))
 
     @classmethod
     def from_dict(cls, d: dict[str, int]) -> "MeshConfig":

@@ -16,7 +16,7 @@ def get_config(arg=None):
                              num_clips=64, num_val_clips=4, two_object_prob=0.0,
                              # how often, and which of (shape, colour, motion), an attribute switches in a clip
                              mean_switch_interval=48.0, switch_weights=(1.0, 1.0, 1.0), seed=0))
-    c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.mesh = ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
     c.buffer_len = 8
     c.reference_frames = 0
     c.chunk_sizes = (1, 2, 4, 8)
