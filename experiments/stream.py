@@ -14,7 +14,8 @@ scores it.
 --num_frames=0 streams until Ctrl-C. The output (.mp4 or .gif) is written progressively, so a killed run leaves a
 playable file. --input_video streams video-to-video: the buffer is filled with the input's frames noised to each
 chunk's level, and frames are generated below noise level --strength (1 ignores the input). The partition (--chunk,
---steps_per_chunk, --reference_frames) and --guidance are chosen at run time among what the model was trained for. Bad inputs exit with code 2 and a message naming the value.
+--steps_per_chunk, --reference_frames) and --guidance are chosen at run time among what the model was trained for.
+Bad inputs exit with code 2 and a message naming the value.
 """
 from __future__ import annotations
 

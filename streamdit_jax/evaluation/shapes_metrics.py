@@ -326,8 +326,8 @@ def evaluate_stream(frames, schedule: schedule_lib.Schedule, window: int = 64,
     Keys: frames; present, colour, shape, direction (accuracy over all frames, in [0, 1]); windows (the same per
     `window` frames, with start/end/frames, and over its settled frames: settled, settled_frames); drift_points
     (per metric: last window - first window, percentage points); settled_drift_points (the same on the frames not
-    spent obeying a switch, see `settled_frames`: what is left is drift, not switch lag); switch_lag_frames (mean over switches, None without switches), switch_lags (raw list, see
-    `switch_lags`), num_switches; size_jitter, position_jitter (mean absolute, pixels; None without samples) and
+    spent obeying a switch, see `settled_frames`: what is left is drift, not switch lag); switch_lag_frames (mean
+    over switches, None without switches), switch_lags (raw list, see `switch_lags`), num_switches; size_jitter, position_jitter (mean absolute, pixels; None without samples) and
     their sample counts.
     """
     if not isinstance(window, int) or window < 1:

@@ -6,9 +6,10 @@ first emitted frame and discards them: with one buffer's worth (B - K frames) ev
 as fresh noise and was denoised by the stream, not taken over from the T2V pass (which, for the bundled model,
 ignores the direction word; WORKSPACE.md "Session 8"). A prompt schedule {frame index: prompt} is applied per macro
 step: the step that emits the chunk starting at stream frame f denoises with the prompt active at f, so frames
-before a switch never change. Prompts are encoded only when they change. Denoising and decoding run on two background threads linked by bounded
-queues (the paper runs them on separate threads), so they overlap with each other and with the consumer; the
-iterator yields uint8 frame chunks in order.
+before a switch never change; a ``LivePrompt`` instead takes switches from any thread while streaming. Prompts are
+encoded only when they change. Denoising and decoding run on two background threads linked by bounded queues (the
+paper runs them on separate threads), so they overlap with each other and with the consumer; the iterator yields
+uint8 frame chunks in order.
 """
 from __future__ import annotations
 
