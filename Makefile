@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # JAX's persistent compilation cache: the second run of the suite skips most XLA compilation.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test test-fast benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q --durations=20 tests
+
+# the suite without the multi-process and command-line (subprocess) tests: for quick checks while editing
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m experiments.benchmark_buffer_step --configs=tiny,small

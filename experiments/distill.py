@@ -17,13 +17,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.config_dicts import parse_flags
 from experiments.streaming import BUNDLED, fail
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.training.config import TrainConfig
-from streamdit_jax.training.input import train_data_iterator
+from streamdit_jax.training.input import check_training_inputs, train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
-from streamdit_jax.training.restore import CheckpointError
+from streamdit_jax.training.restore import CheckpointError, resolve_saved_config
 
 config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
@@ -52,6 +53,8 @@ def student_config(teacher: str, overrides: dict) -> TrainConfig:
         ckpt.close()
     except (OSError, ValueError, FileNotFoundError) as e:
         raise CheckpointError(f"teacher {teacher!r} cannot be read: {e}") from e
+    # the teacher's paths as they are on this machine (its own autoencoder copy), wherever it was trained
+    saved = resolve_saved_config(saved, teacher).to_dict()
     if "model" in overrides:
         raise ValueError("a distillation config must not set `model`: the student is the teacher's model")
     d = merge(saved, overrides)
@@ -74,6 +77,10 @@ def main(argv):
     logging.info("distilling %s: scheme %s, guidance %.2f -> one unguided step per macro step", FLAGS.teacher,
                  cfg.distill_partition(), cfg.distill.guidance)
     try:
+        check_training_inputs(cfg, FLAGS.workdir)
+    except ValueError as e:
+        fail(str(e))
+    try:
         train(cfg, FLAGS.workdir, train_data_iterator)
     except (ConfigMismatchError, CheckpointError) as e:
         fail(str(e))
@@ -83,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

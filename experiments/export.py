@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 from absl import app, flags
 
 from experiments import benchmarking
 from experiments.streaming import fail
-from streamdit_jax.training.restore import CheckpointError, export_for_inference
+from streamdit_jax.training import export
+from streamdit_jax.training.restore import CheckpointError
 
 flags.DEFINE_string("workdir", None, "Training workdir to export (latest checkpoint unless --step).")
 flags.DEFINE_string("output", None, "Output directory (replaced once the export is complete).")
@@ -56,20 +56,12 @@ def main(argv):
     if overlaps(FLAGS.output, FLAGS.workdir):
         fail(f"--output={FLAGS.output!r} overlaps --workdir={FLAGS.workdir!r}: the output directory is replaced "
              f"by the export, so it must lie outside the training run (and not contain it)")
-    # Build the export beside the output and swap it in only when complete: a failed export (a bad --step, a
-    # full disk) leaves the previous one untouched.
-    parent = os.path.dirname(os.path.abspath(FLAGS.output))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    # Built beside the output and published only when complete: a failed or killed export leaves the previous one
+    # untouched (a killed one's staging directory is removed by the next export to the same output).
+    staging = export.staging_directory(FLAGS.output)
     try:
         info = write_export(staging)
-        old = None
-        if os.path.exists(FLAGS.output):
-            old = tempfile.mkdtemp(prefix=".export-old-", dir=parent)
-            os.replace(FLAGS.output, os.path.join(old, "x"))
-        os.replace(staging, FLAGS.output)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        export.publish(staging, FLAGS.output)
     except CheckpointError as e:
         fail(str(e))
     finally:
@@ -80,13 +72,13 @@ def main(argv):
 
 def write_export(output: str) -> dict:
     """The export (checkpoint, autoencoder copy, metrics.jsonl, TRAINING.md) into the empty directory ``output``."""
-    info = export_for_inference(FLAGS.workdir, output, FLAGS.dtype, FLAGS.step)
+    info = export.export_for_inference(FLAGS.workdir, output, FLAGS.dtype, FLAGS.step)
     if os.path.exists(os.path.join(FLAGS.workdir, "metrics.jsonl")):
         shutil.copy(os.path.join(FLAGS.workdir, "metrics.jsonl"), os.path.join(output, "metrics.jsonl"))
     config = json.load(open(os.path.join(output, "checkpoints", str(info["step"]), "config", "metadata")))
     with open(os.path.join(output, "TRAINING.md"), "w") as f:
         f.write(f"# {os.path.basename(os.path.normpath(FLAGS.output))}\n\n"
-                f"Exported by `python -m experiments.export` from {info['source']} at step {info['step']}: EMA "
+                f"Exported by `python -m experiments.export` from the training run `{info['source']}/` at step {info['step']}: EMA "
                 f"parameters only, {info['params']:,} parameters stored as {info['dtype']} (loaded as float32).\n"
                 f"Machine: {benchmarking.machine()}; git revision {benchmarking.git_revision()}.\n\n"
                 f"{FLAGS.notes}\n\n## Training log (metrics.jsonl)\n\n{training_summary(FLAGS.workdir)}\n"

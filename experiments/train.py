@@ -7,6 +7,11 @@ Builds the dataset into DIR/data if missing (shapes world) and resumes automatic
 checkpoint and exits 0. Non-finite loss/gradients stop the run (exit 1) with the last good checkpoint kept.
 Multi-host: pass --distributed (or set STREAMDIT_DISTRIBUTED=1) to call jax.distributed.initialize() (explicitly from
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when set, else auto-detected: TPU, Slurm).
+
+Every TrainConfig field is a --config.KEY (the config files start from experiments.config_dicts.config_dict()).
+Bad input exits 2 with a one-line message before anything is built: an unknown --config.KEY or a value that does not
+parse (config_dicts.parse_flags), an invalid value (the config dataclasses name it), an unwritable workdir, a dataset
+that cannot be built (training.input.check_training_inputs: e.g. data.video_dir without captions.jsonl or clips).
 """
 from __future__ import annotations
 
@@ -17,9 +22,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.config_dicts import parse_flags
 from streamdit_jax import parallel
 from streamdit_jax.training.config import TrainConfig
-from streamdit_jax.training.input import train_data_iterator
+from streamdit_jax.training.input import check_training_inputs, train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
 from streamdit_jax.training.restore import CheckpointError
 
@@ -53,10 +59,17 @@ def main(argv):
             cfg = dataclasses.replace(cfg, init_from=FLAGS.init_from)
     except ValueError as e:
         fail(f"invalid config: {e}", 2)
+    if cfg.distill is not None and not cfg.distill.teacher:
+        fail("config.distill is set but distill.teacher is empty: distil with experiments.distill (--teacher=DIR "
+             "fills it in and takes the model from the teacher's checkpoint)", 2)
     if FLAGS.stop_after is not None and FLAGS.stop_after < 1:
         fail(f"--stop_after={FLAGS.stop_after} must be >= 1 (or left unset: train to config.total_steps)", 2)
     if FLAGS.time_limit_min is not None and not FLAGS.time_limit_min > 0:
         fail(f"--time_limit_min={FLAGS.time_limit_min} must be > 0 (or left unset: no time limit)", 2)
+    try:
+        check_training_inputs(cfg, FLAGS.workdir)
+    except ValueError as e:
+        fail(str(e), 2)
     try:
         train(cfg, FLAGS.workdir, train_data_iterator, stop_after=FLAGS.stop_after,
               time_limit_s=None if FLAGS.time_limit_min is None else 60.0 * FLAGS.time_limit_min)
@@ -68,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -17,14 +17,14 @@ STATE, CONFIG, DATA = "state", "config", "data"
 class Checkpointer:
     """Thin wrapper over ``ocp.CheckpointManager`` with the project's three items."""
 
-    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, create: bool = True):
         self.directory = os.path.abspath(os.path.join(directory, "checkpoints"))
         self.manager = ocp.CheckpointManager(
             self.directory,
             item_names=(STATE, CONFIG, DATA),
             item_handlers={STATE: ocp.StandardCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler(),
                            DATA: ocp.JsonCheckpointHandler()},
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                  enable_async_checkpointing=async_save))
 
     def latest_step(self) -> Optional[int]:

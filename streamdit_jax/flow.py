@@ -64,7 +64,8 @@ def oracle_velocity(x_tau: jnp.ndarray, tau: jnp.ndarray, x1: jnp.ndarray, sigma
     """The exact velocity field of the linear path towards a KNOWN target ``x1`` (per frame).
 
     ``V(X_t, t) = X1 - (1 - sigma_min) (X_t - t X1) / (1 - (1 - sigma_min) t)``: recover X0 from X_t, then Eq. 3.
-    Euler integration of this field is exact for any step sizes, which makes it the oracle for sampler tests.
+    Euler integration of this field is exact for any step sizes, which makes it the oracle for sampler tests: it
+    checks frame order and that each frame ends at tau = 1, not the levels in between (one step lands anywhere).
     """
     t = _per_frame(tau, x_tau)
     x0 = (x_tau - t * x1) / (1.0 - (1.0 - sigma_min) * t)

@@ -45,6 +45,29 @@ class MeshConfig:
 
     axes: tuple[tuple[str, int], ...] = (("data", -1), ("fsdp", 1), ("context", 1), ("tensor", 1))
 
+    def __post_init__(self):
+        """ValueError naming the axis: names from MESH_AXES (each once), sizes integers >= 1 or one -1."""
+        try:
+            axes = tuple((name, size) for name, size in self.axes)
+        except (TypeError, ValueError):
+            raise ValueError(f"mesh axes={self.axes!r} must be (name, size) pairs, e.g. "
+                             f"{MeshConfig.__dataclass_fields__['axes'].default}") from None
+        if not axes:
+            raise ValueError(f"mesh has no axes; give at least one of {MESH_AXES}")
+        names = [n for n, _ in axes]
+        unknown = [n for n in names if n not in MESH_AXES]
+        if unknown:
+            raise ValueError(f"mesh axes {unknown} are unknown; valid axes: {MESH_AXES}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"mesh axes {names} name an axis twice; each of {MESH_AXES} at most once")
+        for name, size in axes:
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or (size < 1 and size != -1):
+                raise ValueError(f"mesh.{name}={size!r} must be an integer >= 1, or -1 (all remaining devices)")
+        if [s for _, s in axes].count(-1) > 1:
+            raise ValueError(f"mesh {dict(axes)}: at most one axis may be -1 (all remaining devices), got -1 for "
+                             f"{[n for n, s in axes if s == -1]}")
+        object.__setattr__(self, "axes", tuple((n, int(s)) for n, s in axes))
+
     @classmethod
     def from_dict(cls, d: dict[str, int]) -> "MeshConfig":
         return cls(tuple((k, int(v)) for k, v in d.items()))
@@ -185,3 +208,44 @@ def initialize_distributed() -> None:
     logging.getLogger(__name__).info("jax.distributed: process %d of %d, %d local / %d global devices",
                                      jax.process_index(), jax.process_count(), jax.local_device_count(),
                                      jax.device_count())
+
+
+# Processes can reach the same point minutes apart (one compiles a step more slowly on a busy host), while XLA:CPU's
+# gloo collectives give up after 30 s; the coordination service's barrier waits as long as it is told to.
+BARRIER_TIMEOUT_ENV = "STREAMDIT_BARRIER_TIMEOUT_S"
+_barrier_count = 0
+
+
+def barrier(name: str, timeout_s: float | None = None) -> None:
+    """Waits until every process reaches this point (a no-op for one process). It goes through jax.distributed's
+    coordination service, not a device collective, so the wait is bounded by ``timeout_s`` (default
+    $STREAMDIT_BARRIER_TIMEOUT_S or 600 s), not by the collectives' own timeout. Every process must call the same
+    barriers in the same order."""
+    global _barrier_count
+    if jax.process_count() == 1:
+        return
+    import os
+
+    from jax._src import distributed
+
+    timeout_s = float(os.environ.get(BARRIER_TIMEOUT_ENV, 600)) if timeout_s is None else timeout_s
+    _barrier_count += 1
+    distributed.global_state.client.wait_at_barrier(f"streamdit-{_barrier_count}-{name}", int(timeout_s * 1000))
+
+
+def compile_then_sync(jitted, name: str):
+    """``jitted`` for multi-process runs: its first call compiles ahead of time, waits at a ``barrier`` until every
+    process has compiled it too, then runs; later calls run the compiled program directly (same shapes). Without the
+    barrier a process that compiles more than 30 s later than the others leaves them waiting in the program's first
+    collective until gloo times out. One process: ``jitted`` unchanged."""
+    if jax.process_count() == 1:
+        return jitted
+    compiled = []
+
+    def call(*args):
+        if not compiled:
+            compiled.append(jitted.lower(*args).compile())
+            barrier(f"compiled-{name}")
+        return compiled[0](*args)
+
+    return call

@@ -11,6 +11,7 @@ Progress ``u`` in [0, 1] (ours): chunk j spans ``u in [(N-1-j)/N, (N-j)/N]``; at
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
@@ -33,10 +34,13 @@ class NoiseSchedule:
     param: float = 1.0
 
     def __post_init__(self):
-        if self.kind not in SCHEDULE_KINDS:
-            raise ValueError(f"NoiseSchedule kind={self.kind!r} is unknown; valid kinds: {SCHEDULE_KINDS}")
-        if self.kind in ("power", "shift") and not self.param > 0:
-            raise ValueError(f"NoiseSchedule({self.kind!r}) needs param > 0; got param={self.param}")
+        if not isinstance(self.kind, str) or self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule.kind={self.kind!r} is unknown; valid kinds: {SCHEDULE_KINDS}")
+        ok = (isinstance(self.param, (int, float, np.integer, np.floating)) and not isinstance(self.param, bool)
+              and math.isfinite(self.param) and self.param > 0)
+        if not ok:
+            raise ValueError(f"schedule.param={self.param!r} must be > 0 (a finite number; the exponent of 'power', "
+                             f"the shift of 'shift', unused by 'linear', default 1.0)")
 
     def __call__(self, u):
         xp = jnp if isinstance(u, jax.Array) else np

@@ -22,6 +22,9 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_configure(config):
+    # `make test` runs every test; `make test-fast` (-m "not slow") leaves out the multi-process runs and the tests
+    # that start a command-line tool in a child process.
+    config.addinivalue_line("markers", "slow: multi-process or command-line (subprocess) test; still part of `make test`")
     # The CLI tests run the tools with subprocess (fork + exec of a fresh Python), and JAX, already running in this
     # process, warns at every fork. The child never runs this process's JAX, so the deadlock it warns of cannot
     # happen; the tools' own output is checked for the warning where they fork themselves (the demo test).

@@ -44,6 +44,8 @@ def oracle(params, x, tau, cond, frames):
 
 @pytest.mark.parametrize("schedule", [NoiseSchedule(), NoiseSchedule("shift", 3.0)])
 def test_on_the_oracle_one_student_step_lands_on_the_teachers_s_steps_and_a_random_student_does_not(schedule):
+    """The loss plumbing (zero for the exact field, not for a random one). On the oracle one step and s steps land
+    alike, so the teacher's step count is checked on a curved field (test_teacher_target_is_the_s_micro_step_...)."""
     partition = Partition.from_buffer(8, 2, 16)  # the paper's K=0, c=2, s=16 on an 8-frame buffer
     table = micro_step_table(partition, schedule)
     target = jax.random.normal(jax.random.key(0), (2, 8, 3, 2, 2))
@@ -233,3 +235,55 @@ def test_distill_step_on_a_data_fsdp_context_mesh_matches_one_device():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
     fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
     assert len(fc1.sharding.device_set) == 8 and fc1.sharding.spec[1] == "fsdp"
+
+
+def curved_field(params, x, tau, cond, frames):
+    """A velocity on which Euler is NOT exact (nonlinear in tau, x-dependent): the teacher's result depends on how
+    many micro steps it takes. ``cond`` [b, 1] scales the per-frame drive (0 = the unconditional branch)."""
+    del frames
+    t = tau[:, :, None, None, None]
+    return cond[:, :, None, None, None] * params["a"] * jnp.cos(3.0 * t) - 0.5 * x * (1.0 + t)
+
+
+def curved_field_np(x, tau, cond, a):
+    t = tau[:, :, None, None, None]
+    return cond[:, :, None, None, None] * a * np.cos(3.0 * t) - 0.5 * x * (1.0 + t)
+
+
+@pytest.mark.parametrize("guidance", [None, 3.0], ids=["unguided", "cfg3"])
+@pytest.mark.parametrize("schedule", [NoiseSchedule(), NoiseSchedule("shift", 3.0)], ids=["linear", "shift3"])
+def test_teacher_target_is_the_s_micro_step_euler_sum_not_one_step_over_the_segment(schedule, guidance):
+    """Sec. 4.2: on a field where one Euler step over a segment differs from s, ``teacher_target`` equals numpy's
+    Euler sum over the s micro steps of the teacher's table (with CFG u_uncond + w (u_cond - u_uncond) when
+    guided), and not the single step over the whole segment."""
+    partition = Partition.from_buffer(9, 2, 4, reference_frames=1)  # K=1, c=2, N=4, s=4
+    table = micro_step_table(partition, schedule)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(9, 3, 2, 2)).astype(np.float32)
+    x = rng.normal(size=(2, 9, 3, 2, 2)).astype(np.float32)
+    cond = np.array([[1.0], [-0.5]], np.float32)
+    null = None if guidance is None else np.zeros_like(cond)
+    w = 1.0 if guidance is None else guidance
+    got = np.asarray(distill.teacher_target(curved_field, {"a": jnp.asarray(a)}, jnp.asarray(x), jnp.asarray(cond),
+                                            None if null is None else jnp.asarray(null), jnp.float32(w), table))
+
+    def velocity_np(y, tau):
+        tau = np.broadcast_to(tau, y.shape[:2]).astype(np.float64)
+        v = curved_field_np(y, tau, cond, a)
+        if null is None:
+            return v
+        v_null = curved_field_np(y, tau, null, a)
+        return v_null + w * (v - v_null)
+
+    y = x.astype(np.float64)
+    for m in range(partition.s):  # the teacher's s micro steps, one Euler step each
+        dtau = (table.tau_next[m] - table.tau_now[m]).astype(np.float64)[None, :, None, None, None]
+        y = y + velocity_np(y, table.tau_now[m]) * dtau
+    segment = (table.tau_next[-1] - table.tau_now[0]).astype(np.float64)[None, :, None, None, None]
+    one_step = x + velocity_np(x.astype(np.float64), table.tau_now[0]) * segment
+    np.testing.assert_allclose(got, y, rtol=1e-4, atol=1e-5,
+                               err_msg=f"teacher_target is not the Euler sum over the s={partition.s} micro steps")
+    np.testing.assert_array_equal(got[:, :1], x[:, :1])  # the reference frame does not move
+    moving = np.abs(y - one_step)[:, 1:].max()
+    assert moving > 1e-2, moving  # guard: s steps and one step differ on this field
+    assert np.abs(got - one_step)[:, 1:].max() > 0.5 * moving

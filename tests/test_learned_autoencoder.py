@@ -19,7 +19,8 @@ from streamdit_jax.models import learned_autoencoder as lae
 from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, train
-from streamdit_jax.training.restore import CheckpointError, export_for_inference, load_for_inference
+from streamdit_jax.training.export import export_for_inference
+from streamdit_jax.training.restore import CheckpointError, load_for_inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_AE = lae.ConvAutoencoderConfig(latent_channels=4, widths=(8, 16), space_to_depth=2)  # factor 4
@@ -110,9 +111,12 @@ def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_origina
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "s.gif").stat().st_size > 0
-    shutil.rmtree(tmp_path / "export" / "autoencoder")  # the export's config names the run's copy: remove both
-    shutil.rmtree(work / "autoencoder")
-    with pytest.raises(CheckpointError, match="learned autoencoder .* not found"):
+    # the export names its own copy, relative to itself: without it the export is incomplete, whatever else exists
+    shutil.rmtree(tmp_path / "export" / "autoencoder")
+    with pytest.raises(CheckpointError, match=r"export/autoencoder/autoencoder.json' is missing"):
+        load_for_inference(str(tmp_path / "export"))
+    os.remove(tmp_path / "export" / "integrity.json")  # no record to check against: the config's copy is not found
+    with pytest.raises(CheckpointError, match="learned autoencoder .*export/autoencoder' not found"):
         load_for_inference(str(tmp_path / "export"))
 
 

@@ -190,3 +190,24 @@ def test_pooled_text_conditioning_feeds_every_frames_adaln_and_ignores_padding()
     model.text_pool.kernel[...] = 0.0 * model.text_pool.kernel[...]
     model.text_pool.bias[...] = 0.0 * model.text_pool.bias[...]
     assert not np.allclose(np.asarray(model(x, tau, text, mask)), np.asarray(v), atol=1e-4)
+
+
+def test_with_one_frame_windows_changing_one_frames_tau_changes_only_that_frames_velocity():
+    """Per-frame adaLN through the whole DiT (Sec. 4.1): with an attention window of ONE frame no frame sees
+    another, so frame 5's tau must reach frame 5's velocity and nothing else (a buffer-wide time embedding, e.g.
+    the frames' mean, would move every frame)."""
+    model = tiny_model(seed=4, window=(1, 2, 2))
+    x = gaussian_noise(jax.random.key(0), (1, 8, 8, 8, 4))
+    tau = jnp.linspace(0.1, 0.9, 8)[None]
+    text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle moving left"])))
+    graphdef, params = nnx.split(model)
+    velocity = jax.jit(lambda x, tau: nnx.merge(graphdef, params)(x, tau, text, mask))
+    per_frame = lambda v1, v0: np.abs(np.asarray(v1 - v0)).max(axis=(0, 2, 3, 4))  # [F]
+    v0 = velocity(x, tau)
+    scale = float(np.abs(np.asarray(v0)).max())
+    # guard: the windows really isolate the frames (another frame's latents reach only that frame)
+    moved = per_frame(velocity(x.at[:, 2].add(1.0), tau), v0)
+    assert moved[2] > 1e-2 * scale and np.all(np.delete(moved, 2) < 1e-5 * scale), f"frames not isolated: {moved}"
+    diff = per_frame(velocity(x, tau.at[0, 5].set(0.33)), v0)
+    assert diff[5] > 1e-2 * scale, f"frame 5's tau did not reach its own velocity: {diff}"
+    assert np.all(np.delete(diff, 5) < 1e-5 * scale), f"frame 5's tau moved other frames' velocity: {diff}"

@@ -10,8 +10,18 @@ import pytest
 
 from helpers import subprocess_env
 
+pytestmark = pytest.mark.slow
+# a busy machine can hold one process minutes behind the other (compiling, importing): the cross-process waits of
+# the training loop (parallel.barrier) get far more than they ever need
+BARRIER_TIMEOUT_S = "1200"
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "multiprocess_worker.py")
+
+
+def parallel_barrier_env():
+    from streamdit_jax import parallel
+    return parallel.BARRIER_TIMEOUT_ENV
 
 
 def free_port():
@@ -25,9 +35,10 @@ def run_distributed(workdir, data_dir, out, env, **extra_env):
     port = free_port()
     procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(workdir), data_dir, str(out)],
                               env={**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-                                   "JAX_PROCESS_ID": str(i), **extra_env},
+                                   "JAX_PROCESS_ID": str(i),
+                                   parallel_barrier_env(): BARRIER_TIMEOUT_S, **extra_env},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]  # a deadlock between the processes would stop here
+    outs = [p.communicate(timeout=1500) for p in procs]  # a deadlock between the processes would stop here
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     return [json.load(open(f"{out}.p{i}.json")) for i in range(2)]

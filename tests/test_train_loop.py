@@ -52,8 +52,22 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters_as_one_run(tmp_pat
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     for a, b in zip(jax.tree.leaves(resumed.opt_state), jax.tree.leaves(straight.opt_state)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # step 4 was logged by the "killed" run after its last checkpoint and computed again after the resume: the log
+    # keeps each step once, the resumed run's
     lines = [json.loads(l) for l in open(tmp_path / "resumed" / "metrics.jsonl")]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4, 4, 5, 6]  # steps 4 was redone after the resume
+    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    straight_lines = [json.loads(l) for l in open(tmp_path / "straight" / "metrics.jsonl")]
+    np.testing.assert_allclose([l["loss"] for l in lines], [l["loss"] for l in straight_lines], rtol=1e-5)
+
+
+def test_resume_drops_metrics_rows_past_the_checkpoint_and_a_torn_last_line(tmp_path):
+    from streamdit_jax.training.loop import truncate_metrics
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": 1.0 / s} for s in (10, 20, 30, 40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 50, "lo')  # killed in mid-write
+    assert truncate_metrics(str(path), 30) == 2
+    assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
+    assert truncate_metrics(str(path), 30) == 0
 
 
 def test_sigterm_saves_a_checkpoint_and_returns(tmp_path, data_dir):

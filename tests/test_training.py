@@ -146,7 +146,7 @@ def test_unknown_config_keys_and_bad_chunk_sets_raise_errors_naming_them():
     ({"log_every": 0}, "'log_every': 0"), ({"checkpoint_every": 0}, "'checkpoint_every': 0"),
     ({"keep_checkpoints": 0}, "'keep_checkpoints': 0"), ({"sample_every": -1}, "'sample_every': -1"),
     ({"optim": {"learning_rate": -1e-3}}, "learning_rate=-0.001 must be > 0"),
-    ({"optim": {"warmup_steps": -5}}, "warmup_steps=-5 >= 0"),
+    ({"optim": {"warmup_steps": -5}}, "warmup_steps=-5 must be >= 0"),
     ({"data": {"frame_size": 20}}, r"window \(4, 2, 2\) does not tile the token grid"),
 ])
 def test_configs_that_would_fail_late_or_silently_are_refused_when_built(override, needle):

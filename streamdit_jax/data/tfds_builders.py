@@ -276,10 +276,46 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
         self._summary["videos_found"] = len(on_disk)
         return sorted(captions.items())
 
+    def check_source(self) -> str:
+        """A cheap check before a build (nothing is written): ValueError naming the problem unless the captions file
+        exists and at least one captioned video yields a clip. Videos are decoded in file order only up to their
+        first clip, and the check stops at the first that has one, which it returns."""
+        cfg: VideoFolderBuilderConfig = self.builder_config
+        if not os.path.isfile(os.path.join(cfg.video_dir, cfg.captions_file)):
+            raise ValueError(f"video_folder: {cfg.video_dir} has no {cfg.captions_file} (one JSON line per video: "
+                             f'{{"file": "x.mp4", "caption": "..."}})')
+        self._summary = self._new_summary()
+        try:
+            videos = self._captioned_videos()
+            if not videos:
+                raise ValueError(f"video_folder: no usable clip in {cfg.video_dir}: none of its "
+                                 f"{self._summary['videos_found']} videos ({', '.join(VIDEO_EXTENSIONS)}) has a line "
+                                 f"in {cfg.captions_file}; skipped: {self._summary['skipped'] or 'none'}")
+            for file, _ in videos:
+                clips = read_clips(os.path.join(cfg.video_dir, file), cfg.clip_len, cfg.frame_size, cfg.frame_stride)
+                try:
+                    next(clips)
+                    return file
+                except StopIteration:
+                    self._skip("too_short", file, f"fewer than clip_len={cfg.clip_len} frames (stride "
+                                                  f"{cfg.frame_stride})")
+                except Exception as e:  # pylint: disable=broad-except  # as in the build: one bad file is skipped
+                    self._skip("unreadable", file, _first_line(e))
+                finally:
+                    clips.close()
+            raise ValueError(f"video_folder: no usable clip in {cfg.video_dir} (clips of clip_len={cfg.clip_len} "
+                             f"frames): every captioned video was skipped: {self._summary['skipped']}")
+        finally:
+            self._summary = None
+
+    @staticmethod
+    def _new_summary() -> dict[str, Any]:
+        return {"videos_found": 0, "videos_used": 0, "clips_written": 0, "skipped": {}, "truncated": [],
+                "video_index": {}}
+
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
-        self._summary = {"videos_found": 0, "videos_used": 0, "clips_written": 0, "skipped": {}, "truncated": [],
-                         "video_index": {}}
+        self._summary = self._new_summary()
         return {"train": self._generate_examples(self._captioned_videos())}
 
     def _generate_examples(self, videos: list[tuple[str, str]]):

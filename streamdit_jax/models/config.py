@@ -2,9 +2,72 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import jax.numpy as jnp
+import numpy as np
+
+# ------------------------------------------------------------------------------------------ value checks (shared)
+# The library's config dataclasses validate every field when built (here and in training.config; parallel.MeshConfig
+# and partition.NoiseSchedule check theirs inline): a bad value raises ValueError naming the field, the value and
+# what is valid.
+
+
+def is_int(value) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _range_text(low, high, low_open=False, high_open=False) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}" if high is not None else "given"
+
+
+def check_int(name: str, value, low=None, high=None, why: str = "") -> None:
+    """ValueError naming ``name`` unless ``value`` is an integer in [low, high] (either bound may be None)."""
+    if is_int(value) and (low is None or value >= low) and (high is None or value <= high):
+        return
+    raise ValueError(f"{name}={value!r} must be {_range_text(low, high)} (an integer{'; ' + why if why else ''})")
+
+
+def check_real(name: str, value, low=None, high=None, *, low_open: bool = False, high_open: bool = False,
+               why: str = "") -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite number in the given range (open or closed ends)."""
+    ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+          and math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ValueError(f"{name}={value!r} must be {_range_text(low, high, low_open, high_open)} "
+                         f"(a finite number{'; ' + why if why else ''})")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r} must be True or False")
+
+
+def check_str(name: str, value, choices=None) -> None:
+    """ValueError unless ``value`` is a string (one of ``choices`` when given)."""
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        valid = f"one of {', '.join(repr(c) for c in choices)}" if choices is not None else "a string"
+        raise ValueError(f"{name}={value!r} is invalid: valid is {valid}")
+
+
+def int_tuple(name: str, value, length: int, low: int) -> tuple:
+    """``value`` as a tuple of ``length`` integers >= low (lists from JSON / ConfigDicts accepted)."""
+    if isinstance(value, (list, tuple)) and len(value) == length and all(is_int(v) and v >= low for v in value):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{name}={value!r} must be {length} integers >= {low}")
+
+
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +78,15 @@ class TextEncoderConfig:
     depth: int = 2
     num_heads: int = 2
     max_len: int = 64  # bytes incl. BOS; longer prompts are truncated
+
+    def __post_init__(self):
+        check_int("model.text.width", self.width, 1)
+        check_int("model.text.depth", self.depth, 0, why="0 = embeddings only")
+        check_int("model.text.num_heads", self.num_heads, 1)
+        if self.width % self.num_heads:
+            raise ValueError(f"model.text.width={self.width} is not divisible by model.text.num_heads="
+                             f"{self.num_heads}")
+        check_int("model.text.max_len", self.max_len, 2, why="BOS + at least one byte")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,26 +116,45 @@ class ModelConfig:
     pooled_text: bool = False
 
     def __post_init__(self):
-        if self.depth < 2 or self.depth % 2:
-            raise ValueError(f"depth={self.depth} must be an even number >= 2 (blocks run as unshifted/shifted pairs)")
+        object.__setattr__(self, "patch", int_tuple("model.patch", self.patch, 3, 1))
+        object.__setattr__(self, "window", int_tuple("model.window", self.window, 3, 0))
+        check_int("model.latent_channels", self.latent_channels, 1)
+        check_int("model.width", self.width, 1)
+        if not is_int(self.depth) or self.depth < 2 or self.depth % 2:
+            raise ValueError(f"model.depth={self.depth} must be an even number >= 2 (blocks run as unshifted/shifted "
+                             f"pairs)")
+        check_int("model.num_heads", self.num_heads, 1)
         if self.width % self.num_heads:
-            raise ValueError(f"width={self.width} is not divisible by num_heads={self.num_heads}")
+            raise ValueError(f"model.width={self.width} is not divisible by model.num_heads={self.num_heads}")
         if self.head_dim % 2 or self.head_dim < 6:
-            raise ValueError(f"head_dim={self.head_dim} must be even and >= 6 for 3D RoPE")
+            raise ValueError(f"model.width={self.width} / model.num_heads={self.num_heads} gives head_dim="
+                             f"{self.head_dim}; 3D RoPE needs an even head_dim >= 6")
+        check_real("model.mlp_ratio", self.mlp_ratio, 0, low_open=True)
+        if int(self.mlp_ratio * self.width) < 1:
+            raise ValueError(f"model.mlp_ratio={self.mlp_ratio} x model.width={self.width} leaves an MLP of "
+                             f"{int(self.mlp_ratio * self.width)} units; valid: mlp_ratio >= {1 / self.width:.3g}")
+        check_int("model.time_freq_dim", self.time_freq_dim, 2)
+        if self.time_freq_dim % 2:
+            raise ValueError(f"model.time_freq_dim={self.time_freq_dim} must be even (cos and sin halves)")
+        check_real("model.rope_theta", self.rope_theta, 0, low_open=True)
+        if not isinstance(self.text, TextEncoderConfig):
+            raise ValueError(f"model.text={self.text!r} must be a TextEncoderConfig")
+        check_bool("model.remat", self.remat)
+        check_bool("model.pooled_text", self.pooled_text)
         if self.patch_dim > self.width:
             # The final linear layer maps width -> patch_dim, so its output has rank <= width: the velocity can
             # never carry the noise in the other patch_dim - width directions, and the sampler leaves them as
             # unit-variance noise in every generated frame (what a width-128 model on 192-dim patches did).
-            raise ValueError(f"width={self.width} is narrower than a patch's latent values (patch={self.patch} x "
-                             f"latent_channels={self.latent_channels} = {self.patch_dim}): the velocity head would be "
-                             f"rank-deficient; use width >= {self.patch_dim} or a smaller patch")
+            raise ValueError(f"model.width={self.width} is narrower than a patch's latent values (patch={self.patch} "
+                             f"x latent_channels={self.latent_channels} = {self.patch_dim}): the velocity head would "
+                             f"be rank-deficient; use width >= {self.patch_dim} or a smaller patch")
         if self.patch[0] != 1:
-            raise ValueError(f"patch={self.patch}: the temporal patch must be 1 so that every latent frame keeps its "
-                             f"own noise level tau (per-frame conditioning, Sec. 4.1)")
-        if self.dtype not in ("float32", "bfloat16") or self.param_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype={self.dtype!r}, param_dtype={self.param_dtype!r}: valid are float32, bfloat16")
+            raise ValueError(f"model.patch={self.patch}: the temporal patch must be 1 so that every latent frame "
+                             f"keeps its own noise level tau (per-frame conditioning, Sec. 4.1)")
+        check_str("model.dtype", self.dtype, DTYPES)
+        check_str("model.param_dtype", self.param_dtype, DTYPES)
         if self.attention_impl not in (None, "xla", "cudnn"):
-            raise ValueError(f"attention_impl={self.attention_impl!r}: valid are None, 'xla', 'cudnn'")
+            raise ValueError(f"model.attention_impl={self.attention_impl!r}: valid are None, 'xla', 'cudnn'")
 
     @property
     def head_dim(self) -> int:

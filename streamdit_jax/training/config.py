@@ -2,11 +2,37 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Optional
 
-from streamdit_jax.models.config import ModelConfig, TextEncoderConfig, get_model_config
+from streamdit_jax.data import shapes
+from streamdit_jax.models.config import (MODEL_CONFIGS, ModelConfig, check_bool, check_int, check_real, check_str,
+                                         get_model_config, is_int)
 from streamdit_jax.parallel import MeshConfig
 from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
+
+# the datasets prepare_dataset can build (tfds_builders.BUILDERS; not imported here: tfds is a heavy import)
+DATASET_NAMES = ("shapes_world", "video_folder")
+# One clip is one array_record example, rendered / decoded in memory and read back whole for every training window:
+# a clip of clip_len x frame_size x frame_size x 3 bytes must fit in this.
+MAX_CLIP_BYTES = 256 * 2 ** 20
+# the shapes world draws objects frame_size // 4 pixels wide, and needs them >= 3 (shapes.ShapesWorldConfig)
+MIN_SHAPES_FRAME_SIZE = 12
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if num_bytes < 1024 or unit == "PiB":
+            return f"{num_bytes:.3g} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes} B"  # unreachable
+
+
+def _tuple(name: str, value) -> tuple:
+    """Lists (JSON, ConfigDict) as tuples: a frozen config stays hashable and equal to the one that was saved."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ValueError(f"{name}={value!r} must be a sequence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,14 +48,13 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self):
-        if not self.learning_rate > 0 or self.warmup_steps < 0:
-            raise ValueError(f"optim.learning_rate={self.learning_rate} must be > 0 and optim.warmup_steps="
-                             f"{self.warmup_steps} >= 0")
-        if not 0 <= self.end_lr_factor <= 1 or self.weight_decay < 0 or not self.grad_clip > 0:
-            raise ValueError(f"optim.end_lr_factor={self.end_lr_factor} must be in [0, 1], optim.weight_decay="
-                             f"{self.weight_decay} >= 0, optim.grad_clip={self.grad_clip} > 0")
-        if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
-            raise ValueError(f"optim.b1={self.b1} and optim.b2={self.b2} must be in [0, 1)")
+        check_real("optim.learning_rate", self.learning_rate, 0, low_open=True)
+        check_int("optim.warmup_steps", self.warmup_steps, 0)
+        check_real("optim.end_lr_factor", self.end_lr_factor, 0, 1, why="the cosine ends at learning_rate x this")
+        check_real("optim.weight_decay", self.weight_decay, 0)
+        check_real("optim.b1", self.b1, 0, 1, high_open=True)
+        check_real("optim.b2", self.b2, 0, 1, high_open=True)
+        check_real("optim.grad_clip", self.grad_clip, 0, low_open=True, why="the global gradient norm is clipped to it")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +77,51 @@ class DataConfig:
     def __post_init__(self):
         # JSON (checkpoint metadata) and ConfigDict hand sequences back as lists; a tuple keeps the config hashable
         # and equal to the one that was saved.
-        object.__setattr__(self, "switch_weights", tuple(self.switch_weights))
+        object.__setattr__(self, "switch_weights", _tuple("data.switch_weights", self.switch_weights))
+        check_str("data.name", self.name, DATASET_NAMES)
+        check_str("data.data_dir", self.data_dir)
+        check_str("data.video_dir", self.video_dir)
+        shapes_world = self.name == "shapes_world"
+        check_int("data.frame_size", self.frame_size, MIN_SHAPES_FRAME_SIZE if shapes_world else 1,
+                  why="the shapes world draws objects frame_size // 4 >= 3 pixels wide" if shapes_world else "")
+        check_int("data.clip_len", self.clip_len, 1)
+        frame_bytes = 3 * self.frame_size ** 2
+        max_len = MAX_CLIP_BYTES // frame_bytes
+        if max_len < 1:
+            raise ValueError(f"data.frame_size={self.frame_size} must be <= {math.isqrt(MAX_CLIP_BYTES // 3)}: one "
+                             f"{self.frame_size}x{self.frame_size}x3 frame is {_size(frame_bytes)}, more than a whole "
+                             f"clip may hold ({_size(MAX_CLIP_BYTES)}: a clip is one array_record example, built in "
+                             f"memory)")
+        if self.clip_len > max_len:
+            raise ValueError(f"data.clip_len={self.clip_len} must be <= {max_len} at data.frame_size="
+                             f"{self.frame_size}: a clip is one array_record example, built in memory, of at most "
+                             f"{_size(MAX_CLIP_BYTES)}, and {self.clip_len} frames of {self.frame_size}x"
+                             f"{self.frame_size}x3 are {_size(self.clip_len * frame_bytes)}")
+        check_int("data.num_clips", self.num_clips, 1)
+        check_int("data.num_val_clips", self.num_val_clips, 0)
+        check_real("data.two_object_prob", self.two_object_prob, 0, 1)
+        interval = self.mean_switch_interval
+        if (isinstance(interval, bool) or not isinstance(interval, (int, float)) or math.isnan(interval)
+                or interval < 1):
+            raise ValueError(f"data.mean_switch_interval={interval!r} must be >= 1 (the mean number of frames "
+                             f"between attribute switches; inf = never)")
+        weights = self.switch_weights
+        if (len(weights) != 3 or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                         and math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"data.switch_weights={weights!r} must be 3 finite weights >= 0 with a positive sum "
+                             f"(relative odds of a shape, colour and motion switch)")
+        check_int("data.seed", self.seed, 0)
+        if shapes_world:  # anything else the world itself refuses
+            try:
+                self.world()
+            except ValueError as e:
+                raise ValueError(f"data (shapes world): {e}") from None
+
+    def world(self) -> shapes.ShapesWorldConfig:
+        """The shapes world these settings describe (data.name = shapes_world)."""
+        return shapes.ShapesWorldConfig(frame_size=self.frame_size, two_object_prob=self.two_object_prob,
+                                        mean_switch_interval=self.mean_switch_interval,
+                                        switch_weights=self.switch_weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +140,31 @@ class DistillConfig:
     guidance: float = 3.0
 
     def __post_init__(self):
-        if self.steps_per_chunk < 1:
-            raise ValueError(f"distill.steps_per_chunk={self.steps_per_chunk} must be >= 1")
-        if self.guidance < 1.0:
-            raise ValueError(f"distill.guidance={self.guidance} must be >= 1 (1 = no guidance)")
+        check_str("distill.teacher", self.teacher)
+        check_int("distill.chunk", self.chunk, 1)
+        check_int("distill.steps_per_chunk", self.steps_per_chunk, 1,
+                  why="the teacher's micro steps per macro step; the student takes 1")
+        check_int("distill.reference_frames", self.reference_frames, 0)
+        check_real("distill.guidance", self.guidance, 1, why="1 = no guidance")
+
+
+# TrainConfig's model when none is named: the defaults of ModelConfig with the latent channels of the default patch
+# autoencoder (3 * autoencoder_factor^2 = 12), so that TrainConfig() is valid as it stands.
+DEFAULT_MODEL = ModelConfig(latent_channels=12)
+
+
+def base_model_config(name: Optional[str] = None) -> ModelConfig:
+    """The model config ``model.name`` picks (MODEL_CONFIGS), or DEFAULT_MODEL when no name is given."""
+    if name is None:
+        return DEFAULT_MODEL
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"model.name={name!r} is unknown; valid: {sorted(MODEL_CONFIGS)}")
+    return get_model_config(name)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = DEFAULT_MODEL
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     mesh: MeshConfig = MeshConfig()
@@ -116,25 +201,46 @@ class TrainConfig:
     init_from: str = ""
 
     def __post_init__(self):
+        for name, cls in (("model", ModelConfig), ("optim", OptimConfig), ("data", DataConfig), ("mesh", MeshConfig),
+                          ("schedule", NoiseSchedule)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a {cls.__name__}")
+        if self.distill is not None and not isinstance(self.distill, DistillConfig):
+            raise ValueError(f"distill={self.distill!r} must be a DistillConfig or None")
+        object.__setattr__(self, "chunk_sizes", _tuple("chunk_sizes", self.chunk_sizes))
+        if self.chunk_probs is not None:
+            object.__setattr__(self, "chunk_probs", _tuple("chunk_probs", self.chunk_probs))
+        check_int("buffer_len", self.buffer_len, 1, why="latent frames per training example")
+        check_int("reference_frames", self.reference_frames, 0, self.buffer_len - 1,
+                  why=f"the K clean frames at the old end of the buffer_len={self.buffer_len}-frame buffer")
+        if self.chunk_probs is not None and not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in self.chunk_probs):
+            raise ValueError(f"chunk_probs={self.chunk_probs!r} must be finite numbers (or None: uniform)")
         mix = self.mix()  # validates chunk sizes against B - K
+        check_bool("t2v_steady_windows", self.t2v_steady_windows)
         if self.t2v_steady_windows:
             try:
                 mix.check_t2v_can_be_refused()
             except ValueError as e:
                 raise ValueError(f"t2v_steady_windows=True (windows with a prompt switch are refused T2V): {e}; "
                                  f"chunk_probs={self.chunk_probs}") from None
-        if not 0 <= self.text_dropout < 1:
-            raise ValueError(f"text_dropout={self.text_dropout} must be in [0, 1)")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
-        if self.batch_size < 1 or self.total_steps < 0:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1 and total_steps={self.total_steps} >= 0")
+        check_real("text_dropout", self.text_dropout, 0, 1, high_open=True)
+        check_real("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_bool("ema_warmup", self.ema_warmup)
+        check_int("autoencoder_factor", self.autoencoder_factor, 0,
+                  why="the patch autoencoder's factor; 0 = a learned autoencoder or precomputed latents")
+        check_str("autoencoder", self.autoencoder)
+        check_int("batch_size", self.batch_size, 1, why="the global batch")
+        check_int("total_steps", self.total_steps, 0)
+        check_int("seed", self.seed, 0)
         counts = {"log_every": self.log_every, "checkpoint_every": self.checkpoint_every,
                   "keep_checkpoints": self.keep_checkpoints, "sample_steps": self.sample_steps}
-        bad = {k: v for k, v in counts.items() if not isinstance(v, int) or v < 1}
-        if bad or self.sample_every < 0:
+        bad = {k: v for k, v in counts.items() if not is_int(v) or v < 1}
+        if bad or not is_int(self.sample_every) or self.sample_every < 0:
             raise ValueError(f"{bad or {'sample_every': self.sample_every}}: log_every, checkpoint_every, "
-                             f"keep_checkpoints and sample_steps must be >= 1, sample_every >= 0 (0 = never)")
+                             f"keep_checkpoints and sample_steps must be integers >= 1, sample_every >= 0 (0 = never)")
+        check_bool("async_checkpoint", self.async_checkpoint)
+        check_str("init_from", self.init_from)
         if self.autoencoder_factor:  # the token grid is known without loading anything: check the window now
             side = self.data.frame_size // self.autoencoder_factor
             if self.data.frame_size % self.autoencoder_factor:
@@ -151,6 +257,11 @@ class TrainConfig:
             raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the patch "
                              f"autoencoder (3 * factor^2 = {expected} for autoencoder_factor={self.autoencoder_factor})")
         if self.distill is not None:
+            if self.distill.reference_frames != self.reference_frames:
+                raise ValueError(f"distill.reference_frames={self.distill.reference_frames} differs from "
+                                 f"reference_frames={self.reference_frames}: a student streams with reference_frames "
+                                 f"(a distillation's are its teacher's), so it must be distilled with the same K; use "
+                                 f"distill.reference_frames={self.reference_frames}")
             if self.distill.chunk not in self.chunk_sizes:
                 raise ValueError(f"distill.chunk={self.distill.chunk} is not a chunk size the teacher was trained "
                                  f"with: {tuple(self.chunk_sizes)}")
@@ -196,34 +307,40 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        """Builds the config from a nested mapping; ``model.name`` picks a base model config to override.
+        """Builds the config from a nested mapping (a saved config, or a ConfigDict's to_dict()).
 
-        Unknown keys raise ValueError naming them (absl's lock_config catches them earlier on the command line)."""
-        d = dict(d)
-        model = dict(d.pop("model", {}))
-        base = get_model_config(model.pop("name")) if "name" in model else ModelConfig()
+        ``model.name`` picks the base model config (MODEL_CONFIGS; none: DEFAULT_MODEL) that the other model keys
+        override; a model or model.text key that is None keeps the base's value (experiments' generated ConfigDicts
+        hold such typed placeholders for every field they do not set). ``distill``: None, or a mapping whose keys
+        that are None take DistillConfig's defaults (all None: no distillation). Unknown keys raise ValueError
+        naming them (absl's lock_config catches them earlier on the command line)."""
+        d = _mapping(d, "config")
+        model = {k: v for k, v in _mapping(d.pop("model", None) or {}, "model").items() if v is not None}
+        base = base_model_config(model.pop("name", None))
         if "text" in model:
-            model["text"] = _build(TextEncoderConfig, dict(model["text"]), "model.text")
-        for key in ("patch", "window"):
-            if key in model:
-                model[key] = tuple(model[key])
+            text = {k: v for k, v in _mapping(model["text"], "model.text").items() if v is not None}
+            model["text"] = _replace(base.text, text, "model.text")
         kw = {"model": _replace(base, model, "model")}
         if "optim" in d:
-            kw["optim"] = _build(OptimConfig, dict(d.pop("optim")), "optim")
+            kw["optim"] = _build(OptimConfig, _mapping(d.pop("optim"), "optim"), "optim")
         if "data" in d:
-            kw["data"] = _build(DataConfig, dict(d.pop("data")), "data")
+            kw["data"] = _build(DataConfig, _mapping(d.pop("data"), "data"), "data")
         if "mesh" in d:
             mesh = d.pop("mesh")
-            kw["mesh"] = MeshConfig(tuple((k, int(v)) for k, v in dict(mesh).items())) if mesh else MeshConfig()
+            kw["mesh"] = MeshConfig(tuple(_mapping(mesh, "mesh").items())) if mesh else MeshConfig()
         if "schedule" in d:
-            kw["schedule"] = _build(NoiseSchedule, dict(d.pop("schedule")), "schedule")
-        if d.get("distill") is not None:
-            kw["distill"] = _build(DistillConfig, dict(d.pop("distill")), "distill")
-        for key in ("chunk_sizes", "chunk_probs"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
+            kw["schedule"] = _build(NoiseSchedule, _mapping(d.pop("schedule"), "schedule"), "schedule")
+        if "distill" in d:
+            distill = {k: v for k, v in _mapping(d.pop("distill") or {}, "distill").items() if v is not None}
+            kw["distill"] = _build(DistillConfig, distill, "distill") if distill else None
         kw.update(d)
         return _build(cls, kw, "config")
+
+
+def _mapping(value, where: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}={value!r} must be a mapping of its fields")
+    return dict(value)
 
 
 def _check_keys(cls, d, where):

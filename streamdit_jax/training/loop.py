@@ -41,16 +41,51 @@ class ConfigMismatchError(ValueError):
     """Raised when WORKDIR holds a checkpoint of a different model."""
 
 
-class MetricsWriter:
-    """metrics.jsonl (flushed every write) + TensorBoard event files; host 0 only."""
+def truncate_metrics(path: str, last_step: int) -> int:
+    """Rewrites metrics.jsonl (atomically) without the rows logged after ``last_step`` and without a torn last line:
+    a run killed after its last checkpoint logged steps it will compute again when resumed. Returns the rows
+    dropped."""
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = f.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a kill in mid-write
+        if isinstance(row, dict) and row.get("step", 0) <= last_step:
+            kept.append(line)
+    if len(kept) != len(lines):
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return len(lines) - len(kept)
 
-    def __init__(self, workdir: str, enabled: bool = True):
+
+class MetricsWriter:
+    """metrics.jsonl (flushed every write) + TensorBoard event files; host 0 only.
+
+    ``resumed_step``: the step a resumed run restarts from. Rows of steps after it (logged by the killed run after
+    its last checkpoint) are dropped from metrics.jsonl, and TensorBoard is told to discard its events from there
+    (``purge_step``), so both logs hold each step once."""
+
+    def __init__(self, workdir: str, enabled: bool = True, resumed_step: Optional[int] = None):
         self.enabled = enabled
         if not enabled:
             return
-        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        path = os.path.join(workdir, "metrics.jsonl")
+        if resumed_step is not None:
+            dropped = truncate_metrics(path, resumed_step)
+            if dropped:
+                log.info("metrics.jsonl: dropped %d rows logged after step %d (the checkpoint resumed from)",
+                         dropped, resumed_step)
+        self.jsonl = open(path, "a")
         from tensorboardX import SummaryWriter  # no TensorFlow needed
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                purge_step=None if resumed_step is None else resumed_step + 1)
 
     def write(self, step: int, metrics: dict) -> None:
         if not self.enabled:
@@ -165,9 +200,9 @@ def check_finite(metrics: dict, step: int, ckpt) -> None:
             f"(step {ckpt.latest_step()}) is kept in {ckpt.directory}")
 
 
-def check_resumable(saved: dict, cfg: TrainConfig) -> None:
-    """The saved model config must equal the current one; other differences are logged."""
-    current = cfg.to_dict()
+def check_resumable(saved: dict, current: dict) -> None:
+    """The saved model config must equal the current one (both as saved: ``restore.portable_config``); other
+    differences are logged."""
     if saved.get("model") != json.loads(json.dumps(current["model"])):
         diff = sorted(k for k in current["model"] if saved.get("model", {}).get(k) != current["model"][k])
         raise ConfigMismatchError(f"the checkpoint's model config differs from the current one in {diff}; "
@@ -236,17 +271,29 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     if cfg.init_from and not resuming:
         start_params = load_start_params(cfg.init_from, cfg, mesh, "init_from checkpoint")
         log.info("fine-tuning: starting from the EMA parameters of %s", cfg.init_from)
+    saved_config = restore.portable_config(cfg, workdir)  # what every checkpoint of this run holds
     if resuming:
-        check_resumable(ckpt.read_config(), cfg)
+        try:
+            saved = ckpt.read_config()
+        except Exception as e:
+            raise restore.CheckpointError(f"cannot resume from {ckpt.directory!r}: the latest step's config is "
+                                          f"missing or unreadable ({type(e).__name__}: {e})") from e
+        check_resumable(saved, saved_config)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
-        state, _, data_state = ckpt.restore(target)
+        try:
+            state, _, data_state = ckpt.restore(target)
+        except Exception as e:  # tensorstore / orbax errors of a damaged or truncated checkpoint
+            raise restore.CheckpointError(
+                f"cannot resume from {os.path.join(ckpt.directory, str(ckpt.latest_step()))!r}: "
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''} (delete that "
+                f"step's directory to resume from an earlier checkpoint, or use a new --workdir)") from e
         if data_state:
             data.set_state(own_data_state(data_state))
         log.info("resumed from step %d in %s", int(state.step), ckpt.directory)
     else:
         graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=start_params)
     step = int(state.step)
-    writer = MetricsWriter(workdir, enabled=host0)
+    writer = MetricsWriter(workdir, enabled=host0, resumed_step=step if resuming else None)
     # every process runs the preview (its parameters may be sharded across processes); process 0 writes the GIF
     preview = sampling_preview.Preview(cfg, graphdef, mesh) if cfg.sample_every else None
     preempt = _Preemption()
@@ -267,9 +314,11 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 if train_step is None:  # built on the first batch: shapes come from the data
                     batch_sharding, batch_shapes = global_batch_shardings(mesh, local)
                     if teacher is None:
-                        train_step = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding)
+                        train_step = parallel.compile_then_sync(
+                            steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding), "train_step")
                     else:
-                        distill_step = distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding)
+                        distill_step = parallel.compile_then_sync(
+                            distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding), "distill_step")
                         train_step = lambda s, b: distill_step(s, teacher, b)
                 batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v, batch_shapes[k])
                          for k, v in local.items()}
@@ -291,7 +340,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                     check_finite(metrics, step, ckpt)  # the steps before it were checked one by one
                 if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
                     check_finite(metrics, step, ckpt)  # a checkpoint labelled `step` must hold step updates
-                    ckpt.save(step, state, cfg.to_dict(), gather_data_states(data.get_state()))
+                    ckpt.save(step, state, saved_config, gather_data_states(data.get_state()))
                 if preview is not None and (step % cfg.sample_every == 0 or step == cfg.total_steps):
                     path = preview.write_gif(state.ema_params, os.path.join(workdir, f"sample_{step:07d}.gif"),
                                              write=host0)
@@ -301,7 +350,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 check_finite(window[-1], step, ckpt)
                 writer.write(step, summarize(window, cfg.chunk_sizes))
             if ckpt.latest_step() != step:
-                ckpt.save(step, state, cfg.to_dict(), gather_data_states(data.get_state()), force=True)
+                ckpt.save(step, state, saved_config, gather_data_states(data.get_state()), force=True)
     finally:
         bar.close()
         ckpt.close()

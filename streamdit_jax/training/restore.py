@@ -1,10 +1,20 @@
-"""Loading a trained checkpoint for inference (streaming, evaluation, distillation teachers)."""
+"""Loading a trained checkpoint for inference (streaming, evaluation, distillation teachers).
+
+A checkpoint directory is self-contained: its learned autoencoder lives in ``autoencoder/`` inside it, and its saved
+config names that copy by a path RELATIVE to the checkpoint (``portable_config``), so the directory can be moved,
+cloned or shipped. Every way a checkpoint can be unreadable (missing or damaged files, arrays that do not match the
+config, non-finite parameters, a file whose digest differs from the export's integrity record) is a
+``CheckpointError`` naming the file or parameter at fault.
+"""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +28,11 @@ from streamdit_jax.training.config import TrainConfig
 
 INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-only export
 AUTOENCODER_DIR = "autoencoder"  # a workdir's / export's own copy of its learned autoencoder
+INTEGRITY_FILE = "integrity.json"  # an export's {relative path: sha256} of every file the loader reads
 
 
 class CheckpointError(ValueError):
-    """A checkpoint path that is missing, empty, or does not match this code's configs."""
+    """A checkpoint path that is missing, empty, damaged, or does not match this code's configs."""
 
 
 def copy_autoencoder(source: str, workdir: str, replace: bool = False) -> str:
@@ -36,6 +47,35 @@ def copy_autoencoder(source: str, workdir: str, replace: bool = False) -> str:
         os.replace(os.path.join(tmp, "ae"), target)
         shutil.rmtree(tmp, ignore_errors=True)
     return os.path.abspath(target)
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root + os.sep)
+
+
+def portable_config(cfg: TrainConfig, workdir: str) -> dict:
+    """``cfg.to_dict()`` as saved beside a checkpoint in WORKDIR: a learned autoencoder inside WORKDIR (its own copy,
+    which training always makes) is named relative to WORKDIR, so the saved config stays true when the directory
+    moves. ``resolve_saved_config`` reads it back."""
+    d = cfg.to_dict()
+    if d.get("autoencoder") and os.path.isabs(d["autoencoder"]) and _inside(d["autoencoder"], workdir):
+        d["autoencoder"] = os.path.relpath(os.path.realpath(d["autoencoder"]), os.path.realpath(workdir))
+    return d
+
+
+def resolve_saved_config(saved: Mapping[str, Any], root: str) -> TrainConfig:
+    """The TrainConfig of a config saved in the checkpoint directory ``root`` (relative paths are relative to it;
+    older checkpoints saved absolute ones), its learned autoencoder resolved to ``root``'s own copy when it has one
+    (``with_local_autoencoder``). CheckpointError when the config does not match this code."""
+    d = dict(saved)
+    if d.get("autoencoder") and not os.path.isabs(d["autoencoder"]):
+        d["autoencoder"] = os.path.join(os.path.abspath(root), d["autoencoder"])
+    try:
+        cfg = TrainConfig.from_dict(d)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {root!r}: its config does not match this code: {e}") from e
+    return with_local_autoencoder(cfg, root)
 
 
 def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) -> TrainConfig:
@@ -55,58 +95,123 @@ def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) 
                           f"{AUTOENCODER_DIR}/ (train one with `python -m experiments.train_autoencoder`)")
 
 
+def file_digests(root: str, folders=("checkpoints", AUTOENCODER_DIR)) -> dict[str, str]:
+    """{path relative to ``root``: sha256} of every file under ``root``'s ``folders``: an export's integrity
+    record (``verify_integrity`` checks it)."""
+    out = {}
+    for folder in folders:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                out[os.path.relpath(path, root)] = _sha256(path)
+    return out
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_integrity(root: str) -> bool:
+    """Checks ``root``'s integrity record (written by exports) against the files: CheckpointError naming the first
+    missing or changed file. False when ``root`` has no record (training workdirs), True when every file matches."""
+    path = os.path.join(root, INTEGRITY_FILE)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            expected = json.load(f)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {root!r}: its integrity record {path!r} is unreadable: {e}") from e
+    for rel, digest in sorted(expected.items()):
+        file = os.path.join(root, rel)
+        if not os.path.isfile(file):
+            raise CheckpointError(f"checkpoint {root!r} is incomplete: {file!r} is missing (listed in {INTEGRITY_FILE})")
+        if _sha256(file) != digest:
+            raise CheckpointError(f"checkpoint {root!r} is damaged: {file!r} does not match its sha256 in "
+                                  f"{INTEGRITY_FILE} (re-copy or re-export the checkpoint)")
+    return True
+
+
+def _suspect_files(step_dir: str) -> str:
+    """Empty files under a checkpoint step (what a truncated copy or a full disk leaves), for error messages."""
+    empty = [os.path.join(d, n) for d, _, ns in os.walk(step_dir) for n in ns
+             if os.path.getsize(os.path.join(d, n)) == 0 and n != "commit_success.txt"]
+    return f"; empty files: {sorted(empty)[:5]}" if empty else ""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:400]
+
+
+def check_finite_params(params, where: str) -> None:
+    """CheckpointError naming the parameters that hold NaN or Inf (a damaged file can decode to such values)."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    bad = []
+    for path, x in flat:
+        count = int(jnp.size(x) - jnp.sum(jnp.isfinite(x)))
+        if count:
+            bad.append(f"{jax.tree_util.keystr(path)} ({count} non-finite of {x.size})")
+    if bad:
+        raise CheckpointError(f"checkpoint {where!r} is damaged: non-finite parameters {bad[:5]}"
+                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+
+
 def load_for_inference(workdir: str, step: int | None = None, mesh=None):
-    """(TrainConfig, graphdef, EMA parameters) from a training WORKDIR (its checkpoints/ folder), placed on ``mesh``
-    with its sharding rules (default: one device). Distillation loads its teacher with the student's mesh."""
+    """(TrainConfig, graphdef, EMA parameters) from a training WORKDIR or an export (its checkpoints/ folder),
+    placed on ``mesh`` with its sharding rules (default: one device). Distillation loads its teacher with the
+    student's mesh. An export's integrity record is verified first; restored parameters must be finite."""
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise CheckpointError(f"checkpoint {workdir!r} not found: expected a training workdir holding checkpoints/")
-    ckpt = Checkpointer(workdir, async_save=False)
+    verify_integrity(workdir)
+    try:
+        ckpt = Checkpointer(workdir, async_save=False, create=False)
+    except Exception as e:  # orbax raises many kinds on an unreadable directory
+        raise CheckpointError(f"checkpoint {workdir!r} cannot be opened: {_first_line(e)}") from e
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"checkpoint {workdir!r} holds no saved step")
         if step is not None and step not in ckpt.all_steps():
             raise CheckpointError(f"checkpoint {workdir!r} holds no step {step}; saved steps: {ckpt.all_steps()}")
-        try:
-            cfg = TrainConfig.from_dict(ckpt.read_config(step))
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {workdir!r}: its config does not match this code: {e}") from e
-        cfg = with_local_autoencoder(cfg, workdir)
+        step = ckpt.latest_step() if step is None else step
+        step_dir = os.path.join(ckpt.directory, str(step))
+        cfg = resolve_saved_config(_read_item(ckpt, "config", step, step_dir), workdir)
+        export = _read_item(ckpt, "data", step, step_dir).get(INFERENCE_EXPORT)
         if mesh is None:
             mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
         graphdef, _, target, _ = steps.abstract_train_state(cfg, mesh)
-        export = ckpt.read_data(step).get(INFERENCE_EXPORT)
         if export:  # EMA parameters only, stored in export["dtype"]
             target = {"ema_params": jax.tree.map(
                 lambda a: jax.ShapeDtypeStruct(a.shape, jnp.dtype(export["dtype"]), sharding=a.sharding),
                 target.ema_params)}
         try:
             state, _, _ = ckpt.restore(target, step)
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {workdir!r}: its arrays do not match its config: {e}") from e
+        except Exception as e:  # tensorstore / orbax / msgpack errors of damaged or mismatched arrays
+            raise CheckpointError(f"checkpoint {workdir!r}: the arrays in {os.path.join(step_dir, 'state')!r} "
+                                  f"cannot be restored: damaged, or they do not match its config "
+                                  f"({_first_line(e)}){_suspect_files(step_dir)}") from e
     finally:
         ckpt.close()
+    params = state["ema_params"] if export else state.ema_params
+    check_finite_params(params, workdir)
     if export:
         dtype = jnp.dtype(cfg.model.param_dtype)
-        return cfg, graphdef, jax.tree.map(lambda x: x.astype(dtype), state["ema_params"])
-    return cfg, graphdef, state.ema_params
+        params = jax.tree.map(lambda x: x.astype(dtype), params)
+    return cfg, graphdef, params
 
 
-def export_for_inference(workdir: str, output: str, dtype: str = "float16", step: int | None = None) -> dict:
-    """Writes the EMA parameters of WORKDIR's checkpoint (cast to ``dtype``), its config and a description into
-    OUTPUT/checkpoints/<step>: what a bundled checkpoint needs (no optimizer state, no raw parameters), and what
-    ``load_for_inference`` reads back (cast to the model's param dtype). Returns the description."""
-    cfg, _, params = load_for_inference(workdir, step)
-    src = Checkpointer(workdir, async_save=False)
-    step = src.latest_step() if step is None else step
-    src.close()
-    small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
-    info = {"source": os.path.abspath(workdir), "step": int(step), "dtype": str(jnp.dtype(dtype)),
-            "params": int(sum(x.size for x in jax.tree.leaves(small)))}
-    out = Checkpointer(output, async_save=False, max_to_keep=1)
+def _read_item(ckpt: Checkpointer, item: str, step: int, step_dir: str) -> dict:
+    """A JSON item of the checkpoint, or CheckpointError naming its file."""
+    path = os.path.join(step_dir, item, "metadata")
     try:
-        out.save(int(step), {"ema_params": small}, cfg.to_dict(), {INFERENCE_EXPORT: info}, force=True)
-    finally:
-        out.close()
-    if cfg.autoencoder:
-        copy_autoencoder(cfg.autoencoder, output, replace=True)
-    return info
+        out = ckpt.read_config(step) if item == "config" else ckpt.read_data(step)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint item {path!r} is missing or unreadable: {_first_line(e)}") from e
+    if not isinstance(out, dict):
+        raise CheckpointError(f"checkpoint item {path!r} does not hold a JSON object")
+    return out

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from streamdit_jax import parallel
 from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.models.text import tokenize_bytes
 from streamdit_jax.partition import Partition
@@ -26,9 +27,12 @@ class Preview:
         self.cfg, self.graphdef, self.partition, self.prompts = cfg, graphdef, partition, list(prompts)
         self.autoencoder = cfg.make_autoencoder()
         denoise = model_denoise_fn(graphdef)
-        self.start = make_stream_start(denoise, partition, cfg.schedule)
-        self.step = make_buffer_step(denoise, partition, cfg.schedule, donate=False)
-        self.encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
+        # multi-process: each program is compiled by every process before any runs it (parallel.compile_then_sync)
+        self.start = parallel.compile_then_sync(make_stream_start(denoise, partition, cfg.schedule), "preview_start")
+        self.step = parallel.compile_then_sync(make_buffer_step(denoise, partition, cfg.schedule, donate=False),
+                                               "preview_step")
+        self.encode = parallel.compile_then_sync(jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t)),
+                                                 "preview_encode")
         self.tokens = jnp.asarray(tokenize_bytes(self.prompts, cfg.model.text.max_len))
 
     def frames(self, params, seed: int = 0) -> np.ndarray:

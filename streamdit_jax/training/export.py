@@ -1,0 +1,181 @@
+"""Inference exports: the EMA parameters of a training run in a self-contained directory that is published
+atomically.
+
+An export is what gets bundled, copied and shipped, so it holds no path of the machine that made it: its config names
+its own ``autoencoder/`` copy relatively and drops the paths that only meant something to the training run
+(``init_from``, the distillation teacher, the data folders); orbax's commit markers lose their absolute paths; an
+integrity record (sha256 of every file the loader reads) lets ``restore.load_for_inference`` refuse a damaged copy.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+import jax
+import jax.numpy as jnp
+
+from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.training.restore import (AUTOENCODER_DIR, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
+                                            file_digests, load_for_inference, resolve_saved_config)
+
+COMMIT_MARKER = "commit_success.txt"  # orbax writes the absolute path it committed to into these
+
+
+def export_config(cfg: TrainConfig) -> dict:
+    """The config an export saves: the learned autoencoder as its own ``autoencoder/`` copy (relative), and no path
+    that pointed outside the run (fine-tuning source, teacher, data folders: provenance, not needed to sample)."""
+    if cfg.distill is not None:
+        cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, teacher=""))
+    cfg = dataclasses.replace(cfg, init_from="", data=dataclasses.replace(cfg.data, data_dir="", video_dir=""))
+    d = cfg.to_dict()
+    if cfg.autoencoder:
+        d["autoencoder"] = AUTOENCODER_DIR
+    return d
+
+
+def export_for_inference(workdir: str, output: str, dtype: str = "float16", step: int | None = None) -> dict:
+    """Writes the EMA parameters of WORKDIR's checkpoint (cast to ``dtype``), its portable config and a description
+    into OUTPUT/checkpoints/<step>, its autoencoder into OUTPUT/autoencoder and the integrity record: what a bundled
+    checkpoint needs (no optimizer state, no raw parameters), and what ``load_for_inference`` reads back (cast to the
+    model's param dtype). Returns the description."""
+    cfg, _, params = load_for_inference(workdir, step)
+    src = Checkpointer(workdir, async_save=False)
+    step = src.latest_step() if step is None else step
+    src.close()
+    small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
+    info = {"source": os.path.basename(os.path.normpath(os.path.abspath(workdir))), "step": int(step),
+            "dtype": str(jnp.dtype(dtype)), "params": int(sum(x.size for x in jax.tree.leaves(small)))}
+    out = Checkpointer(output, async_save=False, max_to_keep=1)
+    try:
+        out.save(int(step), {"ema_params": small}, export_config(cfg), {INFERENCE_EXPORT: info}, force=True)
+    finally:
+        out.close()
+    if cfg.autoencoder:
+        copy_autoencoder(cfg.autoencoder, output, replace=True)
+    seal_export(output)
+    return info
+
+
+def seal_export(root: str) -> None:
+    """Strips machine paths from orbax's commit markers and (re)writes the integrity record of ``root``."""
+    for dirpath, _, filenames in os.walk(os.path.join(root, "checkpoints")):
+        if COMMIT_MARKER in filenames:
+            _write_atomic(os.path.join(dirpath, COMMIT_MARKER), "Checkpoint commit was successful.\n")
+    record = {"algorithm": "sha256", "sha256": file_digests(root)}
+    _write_atomic(os.path.join(root, INTEGRITY_FILE), json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def make_portable(root: str) -> None:
+    """Rewrites an existing export in place to the self-contained form ``export_for_inference`` writes today:
+    portable config and description in every saved step, commit markers without paths, a fresh integrity record.
+    The arrays are not touched."""
+    ckpt = Checkpointer(root, async_save=False, create=False)
+    try:
+        saved_steps = ckpt.all_steps()
+        for step in saved_steps:
+            cfg = resolve_saved_config(ckpt.read_config(step), root)
+            data = ckpt.read_data(step)
+            step_dir = os.path.join(ckpt.directory, str(step))
+            if INFERENCE_EXPORT not in data:
+                raise ValueError(f"{step_dir!r} is a training checkpoint, not an export (no {INFERENCE_EXPORT!r} item)")
+            info = dict(data[INFERENCE_EXPORT])
+            info["source"] = os.path.basename(os.path.normpath(info.get("source", "")))
+            _write_atomic(os.path.join(step_dir, "config", "metadata"), json.dumps(export_config(cfg)))
+            _write_atomic(os.path.join(step_dir, "data", "metadata"), json.dumps({**data, INFERENCE_EXPORT: info}))
+    finally:
+        ckpt.close()
+    seal_export(root)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --- publishing a finished export --------------------------------------------------------------------------------
+
+STAGING_PREFIX = ".export-"
+
+
+def staging_directory(output: str) -> str:
+    """A new empty directory beside ``output`` to build the export in, named after ``output`` and this process (so
+    ``clean_stale_staging`` can tell a killed export's leftovers from a running one's), with the permissions of a
+    normal directory (mkdtemp's are 0700)."""
+    parent = os.path.dirname(os.path.abspath(output))
+    os.makedirs(parent, exist_ok=True)
+    clean_stale_staging(output)
+    name = os.path.basename(os.path.normpath(output))
+    path = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-{os.getpid()}-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+    return path
+
+
+def clean_stale_staging(output: str) -> list[str]:
+    """Removes the staging directories of exports to ``output`` whose process is gone (a killed export); returns
+    them. Directories of live processes on this machine are left alone."""
+    parent = os.path.dirname(os.path.abspath(output))
+    prefix = f"{STAGING_PREFIX}{os.path.basename(os.path.normpath(output))}-"
+    removed = []
+    for entry in os.listdir(parent) if os.path.isdir(parent) else []:
+        if not entry.startswith(prefix):
+            continue
+        pid = entry[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(os.path.join(parent, entry))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swaps two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD = -100
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    return False
+
+
+def publish(staging: str, output: str) -> None:
+    """Puts the finished directory ``staging`` at ``output``. An existing ``output`` is exchanged with it in one
+    atomic step where the OS can (Linux), so a reader or a kill at any moment finds either the old export or the
+    new one there, never neither; the old one is then removed. Elsewhere: two renames (a window of microseconds)."""
+    if os.path.exists(output):
+        if _exchange(staging, output):
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the previous export
+            return
+        old = staging + "-old"
+        os.replace(output, old)
+        os.replace(staging, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, output)
