@@ -13,7 +13,8 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from experiments.streaming import BUNDLED, build_streamer, parse_prompts, quiet_library_logs
+from experiments.flag_parsing import parse_flags
+from experiments.streaming import BUNDLED, build_streamer, checked, fail, parse_prompts, quiet_library_logs
 from streamdit_jax.evaluation import evaluate_stream, format_table
 from streamdit_jax.sampling.video_io import ProgressiveWriter
 
@@ -30,12 +31,15 @@ def main(argv):
     del argv
     quiet_library_logs()
     schedule = parse_prompts(FLAGS.prompts)
+    if FLAGS.num_frames < 1:
+        fail(f"--num_frames={FLAGS.num_frames} must be >= 1")
+    # the outputs are checked (and opened) before the checkpoint is read: a bad path costs no work
+    writers = [checked(ProgressiveWriter, f"{FLAGS.output}{ext}", fps=8) for ext in (".mp4", ".gif")]
     cfg, streamer = build_streamer(FLAGS.checkpoint)  # the checkpoint's default_sampling
     print(f"checkpoint {FLAGS.checkpoint}: {cfg.model.width}-wide, {cfg.model.depth}-block StreamDiT, "
           f"{cfg.data.frame_size}x{cfg.data.frame_size} frames, partition {streamer.partition}")
     for frame, prompt in sorted(schedule.items()):
         print(f"  from frame {frame:4d}: {prompt!r}")
-    writers = [ProgressiveWriter(f"{FLAGS.output}{ext}", fps=8) for ext in (".mp4", ".gif")]
     frames = []
     with tqdm(total=FLAGS.num_frames, unit="frame", desc="stream") as bar:
         try:
@@ -45,10 +49,9 @@ def main(argv):
                 frames.append(chunk)
                 bar.update(len(chunk))
         finally:
-            for w in writers:
-                w.close()
+            written = [w.close() for w in writers]
     stats = streamer.stats.summary()
-    print(f"wrote {FLAGS.output}.mp4 and {FLAGS.output}.gif: {stats['frames']} frames; time to first frame "
+    print(f"wrote {FLAGS.output}.mp4 and {FLAGS.output}.gif: {written[0]} frames; time to first frame "
           f"{stats['time_to_first_frame_s']:.1f} s (compilation included), p50 {stats['p50_chunk_ms']:.0f} ms / p99 "
           f"{stats['p99_chunk_ms']:.0f} ms per {streamer.partition.c}-frame chunk, {stats['frames_per_second']:.1f} "
           f"frames/s")
@@ -57,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -17,7 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.config_dicts import parse_flags
+from experiments.flag_parsing import parse_flags
 from experiments.streaming import BUNDLED, fail
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer

@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 from absl import app, flags
 
+from experiments.flag_parsing import parse_flags
 from experiments import benchmarking
 from experiments.streaming import fail
 from streamdit_jax.training import export
@@ -87,4 +88,4 @@ def write_export(output: str) -> dict:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

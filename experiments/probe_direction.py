@@ -16,6 +16,7 @@ import json
 import numpy as np
 from absl import app, flags
 
+from experiments.flag_parsing import parse_flags
 from experiments.streaming import build_streamer, define_stream_flags, fail, quiet_library_logs
 from streamdit_jax.data import shapes
 from streamdit_jax.evaluation import shapes_metrics
@@ -79,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -5,9 +5,10 @@ r"""Stream video from a trained StreamDiT checkpoint, with a live prompt schedul
 
 --live makes it interactive: the stream is paced to --fps (real time) and every line typed on standard input becomes
 the prompt from the next chunk on (--prompts gives the first). The switches as streamed are kept in
-OUTPUT.schedule.jsonl (rewritten at each switch): one line in experiments.evaluate's schedule format, so
-`experiments.evaluate --schedules=` that file replays the session exactly (same checkpoint and sampling flags) and
-scores it.
+OUTPUT.schedule.jsonl (rewritten at each switch): one line in experiments.evaluate's schedule format with the
+sampling settings used, so `experiments.evaluate --checkpoint=(the same) --schedules=` that file replays the session
+exactly and scores it (its sampling flags, if given, win over the record's). The final "wrote N frames" counts the
+frames in the file (a Ctrl-C lets the chunk being written finish).
 
   python -m experiments.stream --live --prompts="0:a red circle moving left" --num_frames=0 --output=live.mp4
 
@@ -15,12 +16,18 @@ scores it.
 playable file. --input_video streams video-to-video: the buffer is filled with the input's frames noised to each
 chunk's level, and frames are generated below noise level --strength (1 ignores the input). The partition (--chunk,
 --steps_per_chunk, --reference_frames) and --guidance are chosen at run time among what the model was trained for.
-Bad inputs exit with code 2 and a message naming the value.
+Bad inputs exit with code 2 and a message naming the value, before the checkpoint is read: the output must be a
+.mp4/.gif in an existing writable directory, --fps in [1, 120] ([1, 50] for .gif), --num_frames >= 0, --seed in
+[0, 2^32 - 1], --strength in (0, 1], --guidance finite in [1, 100] (1: off), --chunk / --steps_per_chunk >= 1,
+--reference_frames / --warmup_frames >= 0. A prompt longer than the model's text encoder reads is streamed cut, with
+a warning naming it. An output that cannot be written after all (ffmpeg failed, the disk filled up) exits with code
+1 and an error naming it, never "wrote": the file is read back at the end and must hold every frame written.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -28,10 +35,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments.streaming import build_streamer, define_stream_flags, fail, parse_prompts, quiet_library_logs
+from experiments.flag_parsing import parse_flags
+from experiments.streaming import (build_streamer, check_sampling_flags, checked, define_stream_flags, fail,
+                                   parse_prompts, quiet_library_logs)
 from streamdit_jax.data.pipeline import frames_to_float
-from streamdit_jax.sampling.stream import LivePrompt
-from streamdit_jax.sampling.video_io import ProgressiveWriter, read_video
+from streamdit_jax.sampling.stream import LivePrompt, check_int, check_seed
+from streamdit_jax.sampling.video_io import ProgressiveWriter, VideoWriteError, check_fps, check_video_path, read_video
 
 define_stream_flags()
 flags.DEFINE_bool("pause_gc", True, "Keep Python's cyclic GC out of the chunks (GcPause: steadier chunk latency).")
@@ -40,7 +49,8 @@ flags.DEFINE_string("prompts", "0:a red circle moving left;64:a blue square movi
 flags.DEFINE_integer("num_frames", 256, "Frames to stream (0 = until Ctrl-C).")
 flags.DEFINE_string("output", "stream.mp4", "Output video (.mp4 or .gif), written progressively.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
-flags.DEFINE_integer("fps", 8, "Frames per second of the output video.")
+flags.DEFINE_integer("fps", 8, "Frames per second of the output video, in [1, 120] ([1, 50] for .gif); --live "
+                     "paces the stream to it.")
 flags.DEFINE_string("input_video", "", "Video-to-video: an input video (.mp4, .gif, ...) to restyle by the prompts.")
 flags.DEFINE_float("strength", 0.6, "Video-to-video: noise level in (0, 1] below which frames are generated.")
 flags.DEFINE_bool("live", False, "Interactive, paced to --fps: each line on standard input becomes the prompt from "
@@ -57,6 +67,28 @@ def read_live_prompts(live: LivePrompt, lines, say) -> None:
             say(f"live: next prompt {prompt!r}")
 
 
+class WholeChunks:
+    """Ctrl-C inside ``with`` waits for its end, so a chunk is written whole and counted; elsewhere (waiting for
+    frames, pacing) it interrupts at once, as usual."""
+
+    def __init__(self):
+        self.inside, self.pending = False, False
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame):
+        if not self.inside:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __enter__(self):
+        self.inside = True
+
+    def __exit__(self, exc_type, *exc):
+        self.inside = False
+        if self.pending and exc_type is None:
+            raise KeyboardInterrupt
+
+
 def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, sampling: dict) -> None:
     """One JSONL line in experiments.evaluate's schedule format (plus the sampling settings), replaced atomically.
     Switches at frames not yet written (the denoising thread runs a few chunks ahead) are left out."""
@@ -69,21 +101,29 @@ def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, 
     os.replace(tmp, path)
 
 
-def main(argv):
-    del argv
-    quiet_library_logs()
+def check_flags() -> dict[int, str]:
+    """Every flag that needs no checkpoint, or exit 2 naming the value (nothing is loaded or compiled yet)."""
     schedule = parse_prompts(FLAGS.prompts)
-    if FLAGS.num_frames < 0:
-        fail(f"--num_frames={FLAGS.num_frames} must be >= 0 (0 = until Ctrl-C)")
-    try:
-        writer = ProgressiveWriter(FLAGS.output, fps=FLAGS.fps)
-    except ValueError as e:
-        fail(str(e))
-    if FLAGS.input_video and not 0.0 < FLAGS.strength <= 1.0:
-        fail(f"--strength={FLAGS.strength} must be in (0, 1]")
+    checked(check_int, FLAGS.num_frames, "--num_frames", 0, meaning="0: until Ctrl-C")
+    checked(check_seed, FLAGS.seed, "--seed")
+    if not 0.0 < FLAGS.strength <= 1.0:  # nan fails too
+        fail(f"--strength={FLAGS.strength!r} must be in (0, 1]")
+    check_sampling_flags()
+    ext = checked(check_video_path, FLAGS.output, "--output")
+    checked(check_fps, FLAGS.fps, ext, "--fps")
+    if FLAGS.input_video and not os.path.isfile(FLAGS.input_video):
+        fail(f"--input_video={FLAGS.input_video!r} is not a file")
     if FLAGS.live and FLAGS["prompts"].present and len(schedule) > 1:
         fail(f"--live starts from one prompt and takes its switches from standard input; --prompts has switches at "
              f"frames {sorted(schedule)[1:]} (give only '0:a prompt')")
+    return schedule
+
+
+def main(argv):
+    del argv
+    quiet_library_logs()
+    schedule = check_flags()
+    writer = checked(ProgressiveWriter, FLAGS.output, fps=FLAGS.fps)
     # live: one chunk per queue, so a typed prompt reaches the output after a few chunks, not after eight
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
                                    FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames,
@@ -107,7 +147,8 @@ def main(argv):
         live = LivePrompt(schedule[0])
         threading.Thread(target=read_live_prompts, args=(live, sys.stdin, say), daemon=True,
                          name="streamdit-stdin").start()
-    written, first_frame_at, chunks, late = 0, None, 0, 0
+    written, first_frame_at, chunks, late, write_error, in_file = 0, None, 0, 0, None, 0
+    whole_chunks = WholeChunks()
     try:
         for frames in streamer.frames(live or schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
             if live is not None:  # real time: frame i is written at i / fps seconds, so typing follows the video
@@ -116,8 +157,9 @@ def main(argv):
                 chunks += 1
                 late += wait < -1.0 / FLAGS.fps  # more than a frame behind: a viewer would have seen a stall
                 time.sleep(max(0.0, wait))
-            writer.write(frames)
-            written += len(frames)
+            with whole_chunks:
+                writer.write(frames)
+                written += len(frames)
             bar.update(len(frames))
             if live is not None and live.schedule() != recorded:
                 if not recorded:
@@ -126,14 +168,25 @@ def main(argv):
                 write_schedule_record(record, FLAGS.seed, written, recorded, streamer.sampling_settings())
     except KeyboardInterrupt:
         pass
+    except VideoWriteError as e:  # ffmpeg went away mid-stream
+        write_error = e
     finally:
-        writer.close()
         bar.close()
+        try:  # also when the stream itself failed: finalise what was written
+            in_file = writer.close()  # read back: the frames the file holds, all those written
+        except VideoWriteError as e:
+            write_error = write_error or e
         if live is not None and written:
             write_schedule_record(record, FLAGS.seed, written, live.schedule(), streamer.sampling_settings())
             print(f"live session's schedule (replay or score with experiments.evaluate --schedules=): {record}")
-    stats = streamer.stats.summary()
-    print(f"wrote {FLAGS.output}: {stats['frames']} frames, time to first frame {stats['time_to_first_frame_s']:.2f} s, "
+    if write_error is not None:
+        fail(f"{write_error} ({written} frames were sent to it)", code=1)
+    if not in_file:
+        fail(f"stopped before the first frame: {FLAGS.output} was not written", code=1)
+    if in_file != written:  # the writer checked its file against its own count; this checks that count
+        fail(f"{FLAGS.output} holds {in_file} frames, but {written} were written", code=1)
+    stats = streamer.stats.summary()  # its frame count may include frames decoded but never written (Ctrl-C)
+    print(f"wrote {FLAGS.output}: {in_file} frames, time to first frame {stats['time_to_first_frame_s']:.2f} s, "
           f"p50 {stats['p50_chunk_ms']:.1f} ms / p99 {stats['p99_chunk_ms']:.1f} ms per chunk, "
           f"{stats['frames_per_second']:.1f} frames/s")
     if live is not None:
@@ -142,4 +195,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

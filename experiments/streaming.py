@@ -1,11 +1,21 @@
-"""Shared set-up of the streaming entry points (stream, evaluate): checkpoint -> validated partition -> Streamer."""
+"""Shared set-up of the streaming entry points (stream, evaluate): checkpoint -> validated partition -> Streamer.
+
+Bad input exits with code 2 and a message naming the value, BEFORE the checkpoint is read or anything compiled:
+``check_sampling_flags`` (the shared flags, by the library's rules: sampling.pretrained.check_sampling_args) and the
+tools' own checks through ``checked``; only what depends on the checkpoint (a chunk size it was not trained with, a
+partition that does not fit its buffer) is found by ``build_streamer``, still with exit 2.
+"""
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-from streamdit_jax.sampling.pretrained import load_streamer
+from streamdit_jax.models.text import PromptTruncatedWarning
+from streamdit_jax.sampling.pretrained import check_sampling_args, load_streamer
 from streamdit_jax.sampling.stream import normalize_schedule
+
+SAMPLING_FLAGS = ("chunk", "steps_per_chunk", "guidance", "reference_frames", "warmup_frames")
 
 _CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
 # the default model of stream / evaluate / demo / distill: the DiT on the learned autoencoder's latents (issue 4)
@@ -16,10 +26,33 @@ PATCH_TEACHER = os.path.join(_CHECKPOINTS, "shapes_small")
 
 def quiet_library_logs() -> None:
     """Orbax and JAX log every step of a checkpoint read at INFO; the streaming tools print their own progress, so
-    they show library logs from WARNING up unless the user asked for a level (``--verbosity=0`` brings INFO back)."""
+    they show library logs from WARNING up unless the user asked for a level (``--verbosity=0`` brings INFO back).
+    A prompt the model's text encoder cuts is shown as one 'warning: ...' line (``show_prompt_warnings``)."""
     from absl import flags, logging
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    show_prompt_warnings()
+
+
+def show_prompt_warnings() -> None:
+    """The library's PromptTruncatedWarning (a prompt longer than the text encoder reads: the Streamer warns once per
+    prompt) as one plain 'warning: ...' line on stderr that does not break the progress bar; other warnings as
+    Python shows them. The tools stream such prompts (cut by the same tokenizer as the training captions) rather
+    than refuse them: a live prompt typed mid-stream cannot be refused without stopping the stream, and a replay of a
+    record must accept what the live session accepted."""
+    previous = warnings.showwarning
+    if getattr(previous, "_streamdit_prompt_warnings", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PromptTruncatedWarning):
+            from tqdm import tqdm
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show._streamdit_prompt_warnings = True
+    warnings.showwarning = show
 
 
 def define_stream_flags() -> None:
@@ -33,15 +66,31 @@ def define_stream_flags() -> None:
     flags.DEFINE_integer("reference_frames", None, "K reference frames (default: as trained).")
     flags.DEFINE_integer("warmup_frames", None, "Frames generated after the T2V start and discarded (not for "
                          "--input_video). Default: one buffer (B - K), so every emitted frame was denoised from "
-                         "fresh noise by the stream; 0 emits the T2V start's frames.", lower_bound=0)
-    flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (<= 1: off). Default: 1 for a distilled "
-                       "student (it learned the guided teacher), 3 for a model trained with caption dropout, else 1.")
+                         "fresh noise by the stream; 0 emits the T2V start's frames.")
+    flags.DEFINE_float("guidance", None, "Classifier-free guidance scale, finite, in [1, 100] (1: off). Default: 1 for "
+                       "a distilled student (it learned the guided teacher), 3 for a model trained with caption "
+                       "dropout, else 1.")
 
 
-def fail(message: str) -> None:
-    """Bad user input: message on stderr, exit code 2."""
+def fail(message: str, code: int = 2) -> None:
+    """Bad user input: message on stderr, exit code 2 (``code=1``: a failure at run time, e.g. a write)."""
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
+
+
+def checked(check, *args, **kw):
+    """``check(*args, **kw)``'s result, or exit 2 with its ValueError's message (the library's checks name the
+    value; the tools pass the flag's name, e.g. name='--fps')."""
+    try:
+        return check(*args, **kw)
+    except ValueError as e:
+        fail(str(e))
+
+
+def check_sampling_flags() -> None:
+    """The shared sampling flags by the library's rules (check_sampling_args), before any checkpoint is read."""
+    from absl import flags
+    checked(check_sampling_args, prefix="--", **{name: flags.FLAGS[name].value for name in SAMPLING_FLAGS})
 
 
 def parse_prompts(text: str) -> dict[int, str]:

@@ -22,7 +22,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.config_dicts import parse_flags
+from experiments.flag_parsing import parse_flags
 from streamdit_jax import parallel
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.input import check_training_inputs, train_data_iterator

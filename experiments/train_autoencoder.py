@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 from flax import nnx
+from experiments.flag_parsing import parse_flags
 from tqdm import tqdm
 
 from streamdit_jax.data import shapes
@@ -139,4 +140,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -183,6 +183,7 @@ def test_fine_tuning_starts_from_the_init_from_checkpoint_and_resume_ignores_it(
         tiny_distill_config(init_from=teacher_dir)
 
 
+@pytest.mark.slow
 def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teacher_dir):
     env = subprocess_env()
     work = tmp_path / "student"
@@ -199,6 +200,7 @@ def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teache
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_distill_cli_rejects_a_missing_teacher_and_an_invalid_scheme(tmp_path, teacher_dir):
     env = subprocess_env()
     run = lambda *a: subprocess.run([sys.executable, "-m", "experiments.distill",

@@ -84,6 +84,7 @@ def latent_config(ae_path, **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_original_autoencoder(tmp_path):
     ae_path = saved_tiny_autoencoder(tmp_path / "ae")
     work = tmp_path / "run"
@@ -120,6 +121,7 @@ def test_a_dit_on_learned_latents_trains_exports_and_streams_without_the_origina
         load_for_inference(str(tmp_path / "export"))
 
 
+@pytest.mark.slow
 def test_train_autoencoder_cli_writes_a_loadable_autoencoder_with_its_reconstruction_scores(tmp_path):
     env = subprocess_env()
     out = tmp_path / "ae"

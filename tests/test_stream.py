@@ -1,5 +1,7 @@
 """Streamer: exact frame counts, one trace, constant buffer, determinism, prompt switches (scheduled and live),
-encoding on change."""
+encoding on change; arguments checked before anything compiles, a prompt the text encoder cuts warned of."""
+import re
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -289,3 +291,79 @@ def test_an_abandoned_streams_denoising_thread_finishing_late_never_writes_into_
     stale[0].join(10)
     assert len(second.chunk_seconds) == 3 and second.frames == 6
     assert second.time_to_first_frame > 0
+
+
+def _no_compiling(monkeypatch, s):
+    """Makes any stream start or macro step of ``s`` fail: a test then shows an argument was refused (or a stream
+    was empty) before anything compiled."""
+    def compiled(*args):
+        raise AssertionError("the stream started: it compiled")
+
+    for name in ("_start", "_step", "_v2v_start"):
+        monkeypatch.setattr(s, name, compiled)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e9, 100.5, 0.5, -3.0, True, "3"])
+def test_the_streamer_refuses_a_guidance_scale_that_is_not_finite_in_1_to_100_naming_it(streamer, value):
+    shown = repr(float(value)) if isinstance(value, float) else repr(value)
+    with pytest.raises(ValueError, match=rf"guidance_scale={re.escape(shown)} must be a finite number in \[1, 100\]"):
+        Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.decode,
+                 guidance_scale=value)
+    for off in (None, 1, 1.0):
+        assert Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.decode,
+                        guidance_scale=off).guidance is None
+
+
+@pytest.mark.parametrize("num_frames,seed,needle", [
+    (3.5, 0, r"num_frames=3.5 must be an int >= 0 or None"), (-1, 0, r"num_frames=-1 must be an int >= 0"),
+    (True, 0, r"num_frames=True must be an int"), ("8", 0, r"num_frames='8' must be an int"),
+    (8, 1.5, r"seed=1.5 must be an int in \[0, 4294967295\]"), (8, -1, r"seed=-1 must be an int in \[0, 4294967295\]"),
+    (8, 2 ** 32, r"seed=4294967296 must be"), (8, True, r"seed=True must be")])
+def test_frames_and_latents_refuse_bad_num_frames_and_seeds_when_called_before_compiling(streamer, monkeypatch,
+                                                                                         num_frames, seed, needle):
+    _no_compiling(monkeypatch, streamer)
+    for method in (streamer.frames, streamer.latents):
+        with pytest.raises(ValueError, match=needle):
+            method("a red circle moving left", num_frames, seed)  # raised by the call itself, not by iterating
+
+
+def test_zero_frames_stream_nothing_without_compiling_also_with_reference_frames(streamer, monkeypatch):
+    with_refs = make_streamer(Partition.from_buffer(9, 2, 1, reference_frames=1), window=(0, 2, 2))
+    for s in (streamer, with_refs):
+        _no_compiling(monkeypatch, s)
+        assert list(s.frames("a red circle moving left", 0)) == [] and list(s.latents("x", 0, np.int64(3))) == []
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_warns_once_naming_it_and_the_limit(streamer, monkeypatch):
+    import warnings
+
+    from streamdit_jax.models.text import PromptTruncatedWarning
+
+    long = "a red circle moving left while a blue square moving up watches it"  # 65 bytes; tiny reads 47
+    _no_compiling(monkeypatch, streamer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        streamer.frames({0: long, 4: "a blue square moving up", 8: long}, 12)  # warned by the call: before compiling
+        streamer.latents(long, 12)  # the same prompt again: no second warning
+    cut = [w for w in caught if issubclass(w.category, PromptTruncatedWarning)]
+    assert len(cut) == 1, [str(w.message) for w in caught]
+    message = str(cut[0].message)
+    assert repr(long) in message and "65 bytes" in message and "first 47 bytes" in message and "max_len 48" in message
+    assert repr(long.encode()[:47].decode()) in message  # what the model sees
+
+
+def test_a_live_prompt_too_long_for_the_text_encoder_warns_when_the_stream_reads_it():
+    import warnings
+
+    from streamdit_jax.models.text import PromptTruncatedWarning
+
+    s = make_streamer(Partition.from_buffer(8, 2, 1))
+    live, long = LivePrompt("a red circle moving left"), "a blue square moving up, then a red one moving left too"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chunks = s.latents(live, 8, seed=1)
+        next(chunks)
+        live.set(long)
+        list(chunks)
+    assert [str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)] == \
+        [s._truncation(long)] and long in live.schedule().values()

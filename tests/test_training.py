@@ -175,6 +175,7 @@ def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
         tiny_config(t2v_steady_windows=True, chunk_probs=(0.0, 0.0, 0.0, 1.0))
 
 
+@pytest.mark.slow
 def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step(tmp_path):
     r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
                         f"--workdir={tmp_path}", "--config.total_steps=50", "--config.data.num_clips=8",
@@ -188,6 +189,7 @@ def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step(tmp_pa
     assert r.returncode == 2 and "--stop_after=0" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_cli_rejects_unknown_override_and_bad_chunk_set_with_named_errors(tmp_path):
     base = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
             f"--workdir={tmp_path}"]

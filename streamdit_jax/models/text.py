@@ -6,7 +6,7 @@ Any encoder that provides ``tokenize`` and ``__call__`` below can replace it.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,19 @@ class TextEncoder(Protocol):
     def tokenize(self, prompts: Sequence[str]) -> np.ndarray: ...
 
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]: ...
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt is longer than the text encoder reads: the model is conditioned on its beginning only."""
+
+
+def truncated_prompt(prompt: str, max_len: int) -> Optional[str]:
+    """What ``tokenize_bytes`` keeps of ``prompt`` when it cuts it (its first max_len - 1 UTF-8 bytes, after BOS;
+    a character split by the cut is dropped), else None."""
+    data = prompt.encode("utf-8")
+    if len(data) <= max_len - 1:
+        return None
+    return data[: max_len - 1].decode("utf-8", errors="ignore")
 
 
 def tokenize_bytes(prompts: Sequence[str], max_len: int) -> np.ndarray:
@@ -73,6 +86,16 @@ class ByteTextEncoder(nnx.Module):
 
     def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
         return tokenize_bytes(prompts, self.max_len)
+
+    def truncation_message(self, prompt: str) -> Optional[str]:
+        """None when ``tokenize`` keeps all of ``prompt``; else a message naming the prompt, the limit and what the
+        model sees (optional part of the TextEncoder interface: the Streamer warns with it once per prompt)."""
+        kept = truncated_prompt(prompt, self.max_len)
+        if kept is None:
+            return None
+        return (f"prompt {prompt!r} is {len(prompt.encode('utf-8'))} bytes long, but this model's text encoder reads "
+                f"only its first {self.max_len - 1} bytes (text max_len {self.max_len}, BOS included): the model sees "
+                f"{kept!r}")
 
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         if tokens.shape[-1] != self.max_len:

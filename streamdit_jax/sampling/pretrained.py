@@ -15,7 +15,7 @@ from typing import Optional
 
 from streamdit_jax.data.pipeline import float_to_frames
 from streamdit_jax.partition import Partition
-from streamdit_jax.sampling.stream import Streamer
+from streamdit_jax.sampling.stream import Streamer, check_guidance, check_int
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.restore import load_for_inference
 
@@ -34,6 +34,24 @@ def default_sampling(cfg: TrainConfig) -> tuple[int, int, float]:
     return chunk, 4, (3.0 if cfg.text_dropout > 0 else 1.0)
 
 
+def check_sampling_args(prefix: str = "", **values) -> None:
+    """The checkpoint-independent rules of ``load_streamer``'s sampling arguments, each None (the checkpoint's
+    default) or: ``chunk`` / ``steps_per_chunk`` ints >= 1, ``reference_frames`` / ``warmup_frames`` ints >= 0,
+    ``guidance`` a finite scale in [1, MAX_GUIDANCE] (``stream.check_guidance``). ValueError names the first bad one
+    as ``prefix + name=value`` (the command lines pass prefix="--"). Whether a chunk size or partition suits the
+    model is known only from its checkpoint (``load_streamer``)."""
+    minimum = {"chunk": 1, "steps_per_chunk": 1, "reference_frames": 0, "warmup_frames": 0}
+    for name, value in values.items():
+        if name not in minimum and name != "guidance":
+            raise TypeError(f"check_sampling_args() got an unexpected argument {name!r}")
+        if value is None:
+            continue
+        if name == "guidance":
+            check_guidance(value, prefix + name)
+        else:
+            check_int(value, prefix + name, minimum[name])
+
+
 def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chunk: Optional[int] = None,
                   reference_frames: Optional[int] = None, guidance: Optional[float] = None,
                   warmup_frames: Optional[int] = None, pause_gc: bool = False,
@@ -44,8 +62,12 @@ def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chu
     with; ``chunk`` / ``steps_per_chunk`` / ``guidance`` default to ``default_sampling``, ``reference_frames`` to the
     trained K. ``warmup_frames`` None warms up one buffer (B - K frames) after the T2V start, what the command lines
     do and what the bundled model's scores assume; 0 is the paper's start (Streamer's own default). Raises
-    ValueError (CheckpointError for the checkpoint itself) naming the bad value.
+    ValueError (CheckpointError for the checkpoint itself) naming the bad value; the arguments' own rules
+    (``check_sampling_args``) are checked before the checkpoint is read.
     """
+    check_sampling_args(chunk=chunk, steps_per_chunk=steps_per_chunk, reference_frames=reference_frames,
+                        guidance=guidance, warmup_frames=warmup_frames)
+    check_int(queue_size, "queue_size", 1, meaning="chunks each of the Streamer's queues holds")
     cfg, graphdef, params = load_for_inference(checkpoint)
     default_chunk, default_steps, default_guidance = default_sampling(cfg)
     chunk = default_chunk if chunk is None else chunk

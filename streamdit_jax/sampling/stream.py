@@ -10,15 +10,22 @@ before a switch never change; a ``LivePrompt`` instead takes switches from any t
 encoded only when they change. Denoising and decoding run on two background threads linked by bounded queues (the
 paper runs them on separate threads), so they overlap with each other and with the consumer; the iterator yields
 uint8 frame chunks in order.
+
+Arguments are checked when a stream is requested, before anything is compiled (ValueError naming the value and
+what is valid): ``check_guidance``, ``check_int`` (num_frames, seed) are the library's rules, shared with
+``pretrained.load_streamer`` and the command lines. A prompt longer than the text encoder reads is streamed from its
+beginning, with one ``PromptTruncatedWarning`` per prompt naming it and the limit.
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
 import gc
+import math
 import queue
 import threading
 import time
+import warnings
 from typing import Callable, Iterator, Mapping, Optional, Union
 
 import jax
@@ -26,10 +33,54 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from streamdit_jax.models.text import PromptTruncatedWarning
 from streamdit_jax.partition import NoiseSchedule, Partition
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, make_v2v_start, model_denoise_fn
 
 Schedule = Union[str, Mapping[int, str], "LivePrompt"]
+
+MAX_GUIDANCE = 100.0  # classifier-free guidance scales in use are ~2-10; above this a value is a typo
+MAX_SEED = 2 ** 32 - 1  # the noise key takes 32 bits of the seed: larger or negative seeds would repeat these streams
+
+
+def _show(value) -> str:
+    """A value as a message names it: plain floats (nan, 3.5), ints, else repr."""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return repr(value)
+
+
+def check_guidance(value, name: str = "guidance_scale") -> Optional[float]:
+    """A classifier-free guidance scale: None (no guidance) or a finite number in [1, MAX_GUIDANCE], 1 meaning no
+    guidance; returned as a float. Scales below 1 are refused rather than read as "off" (they would mean
+    extrapolating away from the prompt, which this sampler never does); ValueError names the value and the range."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not math.isfinite(value) or not 1.0 <= value <= MAX_GUIDANCE:
+        raise ValueError(f"{name}={_show(value)} must be a finite number in [1, {MAX_GUIDANCE:g}] (1: no "
+                         f"classifier-free guidance)")
+    return float(value)
+
+
+def check_int(value, name: str, minimum: int = 0, maximum: Optional[int] = None, allow_none: bool = False,
+              meaning: str = "") -> Optional[int]:
+    """``value`` as an int when it is an integer (not a bool) in [minimum, maximum] (None too if ``allow_none``), else
+    ValueError naming it and the valid range (``meaning`` appended in parentheses)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum or \
+            (maximum is not None and value > maximum):
+        valid = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
+        valid += " or None" if allow_none else ""
+        raise ValueError(f"{name}={_show(value)} must be {valid}" + (f" ({meaning})" if meaning else ""))
+    return int(value)
+
+
+def check_seed(value, name: str = "seed") -> int:
+    return check_int(value, name, 0, MAX_SEED, meaning="the noise key uses 32 bits")
 
 
 def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
@@ -169,11 +220,13 @@ class Streamer:
                  guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False,
                  warmup_frames: int = 0):
         """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
-        ``guidance_scale`` None (or <= 1) streams without classifier-free guidance (e.g. a distilled model).
+        ``guidance_scale`` None or 1 streams without classifier-free guidance (e.g. a distilled model); else a
+        finite scale up to MAX_GUIDANCE (``check_guidance``: ValueError naming any other value).
         ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide).
         ``warmup_frames``: frames generated after the T2V start and discarded before the first emitted one (rounded
         up to whole chunks; the time to first frame includes them; video-to-video streams start from their input
         and have none). The prompt schedule counts emitted frames; the warm-up uses the prompt at frame 0."""
+        guidance_scale = check_guidance(guidance_scale)
         if not isinstance(warmup_frames, (int, np.integer)) or warmup_frames < 0:
             raise ValueError(f"warmup_frames={warmup_frames!r} must be an int >= 0 (0: emit from the T2V start, "
                              f"{partition.B - partition.K}: one buffer)")
@@ -183,13 +236,17 @@ class Streamer:
         self.pause_gc = pause_gc
         self.graphdef, self.params, self.partition = graphdef, params, partition
         self.decode, self.queue_size = decode, queue_size
-        self.guidance = None if guidance_scale is None or guidance_scale <= 1.0 else float(guidance_scale)
+        self.guidance = None if guidance_scale is None or guidance_scale == 1.0 else guidance_scale
         denoise = model_denoise_fn(graphdef)
         self._start = make_stream_start(denoise, partition, schedule)
         self._step = make_buffer_step(denoise, partition, schedule)
         self._v2v_start = make_v2v_start(partition, schedule)
         self._encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
-        self._tokenize = nnx.merge(graphdef, params).tokenize
+        model = nnx.merge(graphdef, params)
+        self._tokenize = model.tokenize
+        # optional part of the text encoder's interface: a message when it cuts a prompt (models.text)
+        self._truncation = getattr(getattr(model, "text_encoder", None), "truncation_message", None)
+        self._prompts_checked: set = set()
         self._like = jnp.zeros((1, partition.B) + tuple(latent_frame_shape), jnp.float32)
         self._cache: dict[str, tuple] = {}
         self.encode_calls = 0
@@ -201,9 +258,36 @@ class Streamer:
         return {"reference_frames": p.K, "chunk": p.c, "steps_per_chunk": p.s, "guidance": self.guidance or 1.0,
                 "warmup_frames": self.warmup_chunks * p.c}
 
+    def _check_prompt(self, prompt: str, stacklevel: int = 3) -> None:
+        """Warns (PromptTruncatedWarning) once per prompt per streamer when the text encoder reads only part of it."""
+        if prompt in self._prompts_checked:
+            return
+        self._prompts_checked.add(prompt)
+        message = self._truncation(prompt) if self._truncation is not None else None
+        if message:
+            warnings.warn(message, PromptTruncatedWarning, stacklevel=stacklevel)
+
+    def _check_request(self, schedule, num_frames, seed, video, strength) -> int:
+        """Eager validation of a stream request (before any compile); returns num_frames as an int or None."""
+        num_frames = check_int(num_frames, "num_frames", 0, allow_none=True, meaning="None: stream forever")
+        check_seed(seed)
+        if not isinstance(schedule, LivePrompt):  # a live prompt is checked when the stream reads it
+            for _, prompt in normalize_schedule(schedule):
+                self._check_prompt(prompt, stacklevel=4)
+        if video is not None:
+            shape = np.shape(video)
+            if len(shape) != 4 or tuple(shape[1:]) != self._like.shape[2:] or shape[0] < 1:
+                raise ValueError(f"input video latents have shape {tuple(shape)}; expected [T >= 1] + "
+                                 f"{list(self._like.shape[2:])}")
+            real = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
+            if not real or not 0.0 < strength <= 1.0:
+                raise ValueError(f"strength={_show(strength)} must be in (0, 1]")
+        return num_frames
+
     def _cond(self, prompt: str):
         """Text embeddings, computed once per distinct prompt (the paper re-encodes only on a change)."""
         if prompt not in self._cache:
+            self._check_prompt(prompt)
             self.encode_calls += 1
             self._cache[prompt] = self._encode(self.params, jnp.asarray(self._tokenize([prompt])))
         return self._cache[prompt]
@@ -224,9 +308,15 @@ class Streamer:
         ``video`` (latents [T, h, w, C]) streams video-to-video: the buffer starts from the input noised to each
         chunk's level and every macro step re-injects it above noise level ``strength`` (buffer.inject_guide); the
         stream then ends with the input (at most T frames).
+        The arguments are checked here, before anything is compiled: ``num_frames`` an int >= 0 (0: nothing) or
+        None, ``seed`` an int in [0, MAX_SEED], the schedule, the video's shape and ``strength`` in (0, 1]
+        (ValueError naming the value); prompts the text encoder cuts warn (PromptTruncatedWarning).
         """
+        num_frames = self._check_request(schedule, num_frames, seed, video, strength)
         self.stats = StreamStats()
-        yield from self._latents(schedule, num_frames, seed, video, strength, self.stats)
+        if num_frames == 0:
+            return _nothing()
+        return self._latents(schedule, num_frames, int(seed), video, strength, self.stats)
 
     def _latents(self, schedule, num_frames, seed, video, strength, stats: StreamStats):
         """``latents`` recording into ``stats``: each stream its own object, so a denoising thread still finishing
@@ -238,13 +328,8 @@ class Streamer:
             items = normalize_schedule(schedule)
             starts = [f for f, _ in items]
             prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
-        if video is not None:
+        if video is not None:  # checked by _check_request
             video = np.asarray(video)
-            if video.ndim != 4 or video.shape[1:] != self._like.shape[2:] or len(video) < 1:
-                raise ValueError(f"input video latents have shape {video.shape}; expected [T >= 1] + "
-                                 f"{list(self._like.shape[2:])}")
-            if not 0.0 < strength <= 1.0:
-                raise ValueError(f"strength={strength} must be in (0, 1]")
             num_frames = len(video) if num_frames is None else min(num_frames, len(video))
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()
@@ -288,7 +373,14 @@ class Streamer:
                video: Optional[np.ndarray] = None, strength: float = 0.6) -> Iterator[np.ndarray]:
         """uint8 frame chunks [n, H, W, 3]. Denoising and decoding each run on a background thread, linked by
         bounded queues (the paper's separate threads), so the caller only consumes finished frames.
-        ``video``/``strength``: video-to-video, as in ``latents``."""
+        ``video``/``strength``: video-to-video, as in ``latents``; the arguments are checked here, as there."""
+        num_frames = self._check_request(schedule, num_frames, seed, video, strength)
+        if num_frames == 0:
+            self.stats = StreamStats()
+            return _nothing()
+        return self._frames(schedule, num_frames, int(seed), video, strength)
+
+    def _frames(self, schedule, num_frames, seed, video, strength):
         stats = self.stats = StreamStats()
         latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         frame_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
@@ -326,6 +418,12 @@ class NoGcPause:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def _nothing() -> Iterator[np.ndarray]:
+    """An empty stream (num_frames=0), still a generator like every other stream."""
+    return
+    yield
 
 
 _DONE = object()
