@@ -12,6 +12,23 @@ from typing import Any, Optional
 import orbax.checkpoint as ocp
 
 STATE, CONFIG, DATA = "state", "config", "data"
+# every finished step gets {relative path: size} of its array files (the state item): a truncated or emptied file is
+# named on restore (restore.verify_step_sizes) before orbax reads it. Sizes, not digests: hashing a large model's
+# checkpoint at every save would stall training; exports, written once, record sha256 (training.export). The JSON
+# items (config, data) are left out: a damaged one fails to parse and is named as such.
+SIZES_FILE = "file_sizes.json"
+MARKER = "commit_success.txt"  # orbax's commit markers (rewritten by exports): not recorded
+
+
+def file_sizes(step_dir: str) -> dict[str, int]:
+    """{path relative to ``step_dir``: size in bytes} of the array files of one saved step (its state item)."""
+    out = {}
+    for dirpath, _, filenames in os.walk(os.path.join(step_dir, STATE)):
+        for name in filenames:
+            if name not in (SIZES_FILE, MARKER) and ".tmp" not in name:
+                path = os.path.join(dirpath, name)
+                out[os.path.relpath(path, step_dir)] = os.path.getsize(path)
+    return dict(sorted(out.items()))
 
 
 class Checkpointer:
@@ -19,6 +36,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, create: bool = True):
         self.directory = os.path.abspath(os.path.join(directory, "checkpoints"))
+        self._unrecorded: set[int] = set()
         self.manager = ocp.CheckpointManager(
             self.directory,
             item_names=(STATE, CONFIG, DATA),
@@ -34,6 +52,8 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, config: dict, data_state: Optional[dict] = None, *, force: bool = False) -> bool:
+        self.record_sizes()  # the previous save is finished by now (orbax saves one step at a time)
+        self._unrecorded.add(int(step))
         args = {STATE: ocp.args.StandardSave(state), CONFIG: ocp.args.JsonSave(config),
                 DATA: ocp.args.JsonSave(data_state or {})}
         return self.manager.save(step, args=ocp.args.Composite(**args), force=force)
@@ -69,7 +89,26 @@ class Checkpointer:
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
+        self.record_sizes()
 
     def close(self) -> None:
         self.manager.wait_until_finished()
+        self.record_sizes()
         self.manager.close()
+
+    def record_sizes(self) -> None:
+        """Writes SIZES_FILE into the steps this Checkpointer saved, once finished (primary process, local file
+        systems only)."""
+        import jax
+        pending, self._unrecorded = self._unrecorded, set()
+        if not pending or jax.process_index() != 0 or "://" in self.directory:
+            return
+        self.manager.wait_until_finished()
+        for step in sorted(pending):
+            step_dir = os.path.join(self.directory, str(step))
+            record = os.path.join(step_dir, SIZES_FILE)
+            if os.path.isdir(step_dir):
+                tmp = f"{record}.tmp-{os.getpid()}"
+                with open(tmp, "w") as f:
+                    json.dump(file_sizes(step_dir), f, indent=0)
+                os.replace(tmp, record)

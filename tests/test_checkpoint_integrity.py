@@ -177,3 +177,21 @@ def test_the_readme_distill_command_runs_from_a_teacher_moved_to_another_directo
     saved = json.load(open(student / "checkpoints" / "1" / "config" / "metadata"))
     assert saved["autoencoder"] == "autoencoder" and os.path.isdir(student / "autoencoder")
     assert saved["distill"]["teacher"] == str(teacher)
+
+
+def test_a_training_checkpoint_with_a_truncated_file_is_refused_naming_the_file_before_orbax_reads_it(tmp_path):
+    """Training checkpoints record every file's size when saved (digests would stall training): a truncated file is
+    named, on restore for inference and on resume."""
+    from streamdit_jax.checkpoint import SIZES_FILE, Checkpointer
+    ckpt = Checkpointer(str(tmp_path), async_save=True)
+    state = {"w": np.arange(4096, dtype=np.float32), "b": np.ones(3, np.float32)}
+    ckpt.save(1, state, {"note": "config"}, {})
+    ckpt.close()
+    step_dir = tmp_path / "checkpoints" / "1"
+    assert (step_dir / SIZES_FILE).is_file()
+    from streamdit_jax.training.restore import verify_step_sizes
+    assert verify_step_sizes(str(step_dir)) is True
+    victim = max((p for p in step_dir.rglob("*") if p.is_file() and "state" in p.parts), key=lambda p: p.stat().st_size)
+    os.truncate(victim, victim.stat().st_size // 2)
+    with pytest.raises(CheckpointError, match=f"damaged: '{victim}' holds"):
+        verify_step_sizes(str(step_dir))

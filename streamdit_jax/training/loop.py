@@ -280,6 +280,7 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                                           f"missing or unreadable ({type(e).__name__}: {e})") from e
         check_resumable(saved, saved_config)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
+        restore.verify_step_sizes(os.path.join(ckpt.directory, str(ckpt.latest_step())))
         try:
             state, _, data_state = ckpt.restore(target)
         except Exception as e:  # tensorstore / orbax errors of a damaged or truncated checkpoint

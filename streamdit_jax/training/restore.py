@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from streamdit_jax import parallel
-from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.checkpoint import SIZES_FILE, Checkpointer, file_sizes
 from streamdit_jax.models.learned_autoencoder import is_autoencoder_dir
 from streamdit_jax.training import steps
 from streamdit_jax.training.config import TrainConfig
@@ -137,6 +137,28 @@ def verify_integrity(root: str) -> bool:
     return True
 
 
+def verify_step_sizes(step_dir: str) -> bool:
+    """Checks a saved step's file-size record (training checkpoints; ``Checkpointer.record_sizes``): CheckpointError
+    naming the first missing, truncated or grown file. False when the step has no record."""
+    path = os.path.join(step_dir, SIZES_FILE)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            expected = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint step {step_dir!r}: its size record {path!r} is unreadable: {e}") from e
+    actual = file_sizes(step_dir)
+    for rel, size in expected.items():
+        file = os.path.join(step_dir, rel)
+        if rel not in actual:
+            raise CheckpointError(f"checkpoint step {step_dir!r} is incomplete: {file!r} is missing")
+        if actual[rel] != size:
+            raise CheckpointError(f"checkpoint step {step_dir!r} is damaged: {file!r} holds {actual[rel]} bytes, "
+                                  f"{size} were saved")
+    return True
+
+
 def _suspect_files(step_dir: str) -> str:
     """Empty files under a checkpoint step (what a truncated copy or a full disk leaves), for error messages."""
     empty = [os.path.join(d, n) for d, _, ns in os.walk(step_dir) for n in ns
@@ -145,8 +167,10 @@ def _suspect_files(step_dir: str) -> str:
 
 
 def _first_line(e: BaseException) -> str:
+    """The gist of a (tensorstore / orbax) error: its first line, without the store's spec dump."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:400]
+    line = (text[0] if text else "").split(" See full TensorStore details")[0]
+    return f"{type(e).__name__}: {line}"[:400]
 
 
 def check_finite_params(params, where: str) -> None:
@@ -180,6 +204,7 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
             raise CheckpointError(f"checkpoint {workdir!r} holds no step {step}; saved steps: {ckpt.all_steps()}")
         step = ckpt.latest_step() if step is None else step
         step_dir = os.path.join(ckpt.directory, str(step))
+        verify_step_sizes(step_dir)
         cfg = resolve_saved_config(_read_item(ckpt, "config", step, step_dir), workdir)
         export = _read_item(ckpt, "data", step, step_dir).get(INFERENCE_EXPORT)
         if mesh is None:
