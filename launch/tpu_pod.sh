@@ -26,7 +26,7 @@ REMOTE=$(cat <<CMD
 set -euo pipefail
 if [[ ! -d ~/streamdit_jax ]]; then git clone -q $REPO_URL ~/streamdit_jax; fi
 cd ~/streamdit_jax && git fetch -q origin && git checkout -q $REF
-python3 -m venv .venv && .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e . "jax[tpu]"
+python3 -m venv .venv && .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[tpu]"
 export LIBTPU_INIT_ARGS="$LIBTPU_INIT_ARGS" STREAMDIT_DISTRIBUTED=1
 .venv/bin/python -m experiments.$JOB --config=$CONFIG --workdir=$WORKDIR --distributed$EXTRA
 CMD
