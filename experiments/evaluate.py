@@ -22,7 +22,6 @@ directory does not exist or is not writable, --window < 1, and the sampling flag
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -32,6 +31,7 @@ from absl import app, flags
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import (SAMPLING_FLAGS, build_streamer, check_sampling_flags, checked,
                                    define_stream_flags, fail, quiet_library_logs)
+from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.evaluation import evaluate_many, format_table
 from streamdit_jax.evaluation.schedule import default_schedules, expand_schedule
 from streamdit_jax.sampling.pretrained import check_sampling_args
@@ -139,10 +139,7 @@ def main(argv):
     print(format_table(result))
     print(f"frames_per_second (after the first, compiling, stream): {result['frames_per_second']:.1f}")
     if FLAGS.output_json:
-        tmp = f"{FLAGS.output_json}.tmp-{os.getpid()}"  # written whole, then renamed: never a half-written file
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1, default=float)
-        os.replace(tmp, FLAGS.output_json)
+        write_text_atomic(FLAGS.output_json, json.dumps(result, indent=1, default=float))
         print(f"wrote {FLAGS.output_json}")
 
 

@@ -38,6 +38,7 @@ from absl import app, flags
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import (build_streamer, check_sampling_flags, checked, define_stream_flags, fail,
                                    parse_prompts, quiet_library_logs)
+from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.data.pipeline import frames_to_float
 from streamdit_jax.sampling.stream import LivePrompt, check_int, check_seed
 from streamdit_jax.sampling.video_io import ProgressiveWriter, VideoWriteError, check_fps, check_video_path, read_video
@@ -95,10 +96,7 @@ def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, 
     kept = {str(f): p for f, p in sorted(prompts.items()) if f < num_frames or f == 0}
     record = {"seed": seed, "num_frames": num_frames, "prompts": kept,
               "sampling": sampling}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(record) + "\n")
 
 
 def check_flags() -> dict[int, str]:

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import orbax.checkpoint as ocp
 
+from streamdit_jax.fileio import write_text_atomic
+
 STATE, CONFIG, DATA = "state", "config", "data"
 # every finished step gets {relative path: size} of its array files (the state item): a truncated or emptied file is
 # named on restore (restore.verify_step_sizes) before orbax reads it. Sizes, not digests: hashing a large model's
@@ -108,7 +110,4 @@ class Checkpointer:
             step_dir = os.path.join(self.directory, str(step))
             record = os.path.join(step_dir, SIZES_FILE)
             if os.path.isdir(step_dir):
-                tmp = f"{record}.tmp-{os.getpid()}"
-                with open(tmp, "w") as f:
-                    json.dump(file_sizes(step_dir), f, indent=0)
-                os.replace(tmp, record)
+                write_text_atomic(record, json.dumps(file_sizes(step_dir), indent=0))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.training.config import TrainConfig
 from streamdit_jax.training.restore import (AUTOENCODER_DIR, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
                                             file_digests, load_for_inference, resolve_saved_config)
@@ -66,9 +67,9 @@ def seal_export(root: str) -> None:
     """Strips machine paths from orbax's commit markers and (re)writes the integrity record of ``root``."""
     for dirpath, _, filenames in os.walk(os.path.join(root, "checkpoints")):
         if COMMIT_MARKER in filenames:
-            _write_atomic(os.path.join(dirpath, COMMIT_MARKER), "Checkpoint commit was successful.\n")
+            write_text_atomic(os.path.join(dirpath, COMMIT_MARKER), "Checkpoint commit was successful.\n")
     record = {"algorithm": "sha256", "sha256": file_digests(root)}
-    _write_atomic(os.path.join(root, INTEGRITY_FILE), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(os.path.join(root, INTEGRITY_FILE), json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def make_portable(root: str) -> None:
@@ -86,20 +87,11 @@ def make_portable(root: str) -> None:
                 raise ValueError(f"{step_dir!r} is a training checkpoint, not an export (no {INFERENCE_EXPORT!r} item)")
             info = dict(data[INFERENCE_EXPORT])
             info["source"] = os.path.basename(os.path.normpath(info.get("source", "")))
-            _write_atomic(os.path.join(step_dir, "config", "metadata"), json.dumps(export_config(cfg)))
-            _write_atomic(os.path.join(step_dir, "data", "metadata"), json.dumps({**data, INFERENCE_EXPORT: info}))
+            write_text_atomic(os.path.join(step_dir, "config", "metadata"), json.dumps(export_config(cfg)))
+            write_text_atomic(os.path.join(step_dir, "data", "metadata"), json.dumps({**data, INFERENCE_EXPORT: info}))
     finally:
         ckpt.close()
     seal_export(root)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # --- publishing a finished export --------------------------------------------------------------------------------
@@ -160,9 +152,7 @@ def _exchange(a: str, b: str) -> bool:
         return False
     AT_FDCWD = -100
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    return False
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def publish(staging: str, output: str) -> None:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
+from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.models import learned_autoencoder
 from streamdit_jax.training import distill, restore, sampling_preview, steps
 from streamdit_jax.training.config import TrainConfig
@@ -58,10 +59,7 @@ def truncate_metrics(path: str, last_step: int) -> int:
         if isinstance(row, dict) and row.get("step", 0) <= last_step:
             kept.append(line)
     if len(kept) != len(lines):
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
 
 
