@@ -38,7 +38,7 @@ from streamdit_jax.models.factory import abstract_model  # noqa: E402
 from streamdit_jax.partition import Partition  # noqa: E402
 from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, model_denoise_fn  # noqa: E402
 from streamdit_jax.training import steps  # noqa: E402
-from streamdit_jax.training.config import DataConfig, TrainConfig  # noqa: E402
+from streamdit_jax.configs import DataConfig, TrainConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "train_step", ["train_step", "buffer_step"], "Which program to compile.")

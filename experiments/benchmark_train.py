@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 from experiments import benchmarking
 from streamdit_jax.models import forward_flops
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.configs import TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import train
 

@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 from ml_collections import ConfigDict, config_dict as ml_config_dict
 
 from streamdit_jax.models.config import ModelConfig, TextEncoderConfig
-from streamdit_jax.training.config import DistillConfig, TrainConfig, base_model_config
+from streamdit_jax.configs import DistillConfig, TrainConfig, base_model_config
 
 # the top-level TrainConfig keys a distillation config may set on top of the teacher's (besides distill, optim,
 # data.num_clips / data.seed and mesh)

@@ -21,16 +21,20 @@ from experiments.flag_parsing import parse_flags
 from experiments.streaming import BUNDLED, fail
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.profiling import parse_profile_steps
 from streamdit_jax.training.input import check_training_inputs, train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
-from streamdit_jax.training.restore import CheckpointError, resolve_saved_config
+from streamdit_jax.restore import CheckpointError, resolve_saved_config
 
 config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
 flags.DEFINE_string("teacher", BUNDLED, "The teacher's training workdir (default: the bundled checkpoint).")
 flags.DEFINE_bool("distributed", parallel.distributed_requested(),
                   f"Call jax.distributed.initialize() (multi-host; default: ${parallel.DISTRIBUTED_ENV}=1).")
+flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace of distillation steps "
+                    "START..STOP-1 to WORKDIR/profile (TensorBoard's profile plugin, XProf, Perfetto; see README "
+                    "'Profiling').")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -68,6 +72,10 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     if FLAGS.distributed:
         parallel.initialize_distributed()
+    try:
+        profile_steps = parse_profile_steps(FLAGS.profile_steps)
+    except ValueError as e:
+        fail(str(e))
     if not os.path.isdir(os.path.join(FLAGS.teacher, "checkpoints")):
         fail(f"--teacher={FLAGS.teacher!r} is not a training workdir with checkpoints/")
     try:
@@ -81,7 +89,7 @@ def main(argv):
     except ValueError as e:
         fail(str(e))
     try:
-        train(cfg, FLAGS.workdir, train_data_iterator)
+        train(cfg, FLAGS.workdir, train_data_iterator, profile_steps=profile_steps)
     except (ConfigMismatchError, CheckpointError) as e:
         fail(str(e))
     except NonFiniteError as e:

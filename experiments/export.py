@@ -1,6 +1,11 @@
-r"""Export a training run for inference: EMA parameters only (float16 by default), config, training-log summary.
+r"""Export a training run for inference: EMA parameters only, config, training-log summary.
 
   python -m experiments.export --workdir=/tmp/small --output=experiments/checkpoints/shapes_small
+  python -m experiments.export --workdir=/tmp/small --output=/tmp/small_st --format=safetensors
+
+--format=orbax (default; float16) writes checkpoints/<step> like a training run; --format=safetensors (float32)
+writes model.safetensors (dotted tensor names) + config.json. Both carry the run's autoencoder/ and integrity.json,
+and every loader (stream, evaluate, distill --teacher, --init_from) reads either.
 
 The output is a workdir that experiments.stream / evaluate / distill (--teacher) read like a training run. It also
 gets TRAINING.md (config, wall time, loss curve, steps/s, from WORKDIR/metrics.jsonl) and a copy of metrics.jsonl.
@@ -18,12 +23,15 @@ from experiments.flag_parsing import parse_flags
 from experiments import benchmarking
 from experiments.streaming import fail
 from streamdit_jax.training import export
-from streamdit_jax.training.restore import CheckpointError
+from streamdit_jax.restore import CheckpointError
 
 flags.DEFINE_string("workdir", None, "Training workdir to export (latest checkpoint unless --step).")
 flags.DEFINE_string("output", None, "Output directory (replaced once the export is complete).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-flags.DEFINE_enum("dtype", "float16", ["float16", "bfloat16", "float32"], "Storage dtype of the parameters.")
+flags.DEFINE_enum("dtype", None, ["float16", "bfloat16", "float32"],
+                  "Storage dtype of the parameters (default: float16 for orbax, float32 for safetensors).")
+flags.DEFINE_enum("format", "orbax", ["orbax", "safetensors"],
+                  "orbax: checkpoints/<step> read like a training run; safetensors: model.safetensors + config.json.")
 flags.DEFINE_string("notes", "", "Free text added to TRAINING.md (e.g. the exact training command).")
 flags.mark_flags_as_required(["workdir", "output"])
 FLAGS = flags.FLAGS
@@ -73,10 +81,14 @@ def main(argv):
 
 def write_export(output: str) -> dict:
     """The export (checkpoint, autoencoder copy, metrics.jsonl, TRAINING.md) into the empty directory ``output``."""
-    info = export.export_for_inference(FLAGS.workdir, output, FLAGS.dtype, FLAGS.step)
+    if FLAGS.format == "safetensors":
+        info = export.export_safetensors(FLAGS.workdir, output, FLAGS.dtype or "float32", FLAGS.step)
+        config = json.load(open(os.path.join(output, "config.json")))
+    else:
+        info = export.export_for_inference(FLAGS.workdir, output, FLAGS.dtype or "float16", FLAGS.step)
+        config = json.load(open(os.path.join(output, "checkpoints", str(info["step"]), "config", "metadata")))
     if os.path.exists(os.path.join(FLAGS.workdir, "metrics.jsonl")):
         shutil.copy(os.path.join(FLAGS.workdir, "metrics.jsonl"), os.path.join(output, "metrics.jsonl"))
-    config = json.load(open(os.path.join(output, "checkpoints", str(info["step"]), "config", "metadata")))
     with open(os.path.join(output, "TRAINING.md"), "w") as f:
         f.write(f"# {os.path.basename(os.path.normpath(FLAGS.output))}\n\n"
                 f"Exported by `python -m experiments.export` from the training run `{info['source']}/` at step {info['step']}: EMA "

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import build_streamer, define_stream_flags, fail, quiet_library_logs
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 from streamdit_jax.evaluation import shapes_metrics
 
 define_stream_flags()

@@ -39,7 +39,8 @@ from experiments.flag_parsing import parse_flags
 from experiments.streaming import (build_streamer, check_sampling_flags, checked, define_stream_flags, fail,
                                    parse_prompts, quiet_library_logs)
 from streamdit_jax.fileio import write_text_atomic
-from streamdit_jax.data.pipeline import frames_to_float
+from streamdit_jax.pixels import frames_to_float
+from streamdit_jax.profiling import ProfileWindow, parse_profile_steps
 from streamdit_jax.sampling.stream import LivePrompt, check_int, check_seed
 from streamdit_jax.sampling.video_io import ProgressiveWriter, VideoWriteError, check_fps, check_video_path, read_video
 
@@ -56,6 +57,9 @@ flags.DEFINE_string("input_video", "", "Video-to-video: an input video (.mp4, .g
 flags.DEFINE_float("strength", 0.6, "Video-to-video: noise level in (0, 1] below which frames are generated.")
 flags.DEFINE_bool("live", False, "Interactive, paced to --fps: each line on standard input becomes the prompt from "
                   "the next chunk on (--prompts gives the first); the switches are kept in OUTPUT.schedule.jsonl.")
+flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace of the macro steps that emit chunks "
+                    "START..STOP-1 (counted from 0, warm-up not included) to --profile_dir (see README 'Profiling').")
+flags.DEFINE_string("profile_dir", "", "Where --profile_steps writes its trace (default: OUTPUT.profile).")
 FLAGS = flags.FLAGS
 
 
@@ -102,6 +106,7 @@ def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, 
 def check_flags() -> dict[int, str]:
     """Every flag that needs no checkpoint, or exit 2 naming the value (nothing is loaded or compiled yet)."""
     schedule = parse_prompts(FLAGS.prompts)
+    checked(parse_profile_steps, FLAGS.profile_steps)
     checked(check_int, FLAGS.num_frames, "--num_frames", 0, meaning="0: until Ctrl-C")
     checked(check_seed, FLAGS.seed, "--seed")
     if not 0.0 < FLAGS.strength <= 1.0:  # nan fails too
@@ -126,6 +131,8 @@ def main(argv):
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
                                    FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames,
                                    queue_size=1 if FLAGS.live else 4)
+    streamer.profile = ProfileWindow(parse_profile_steps(FLAGS.profile_steps),  # checked by check_flags
+                                     FLAGS.profile_dir or FLAGS.output + ".profile")
     video = None
     if FLAGS.input_video:
         try:
@@ -170,6 +177,9 @@ def main(argv):
         write_error = e
     finally:
         bar.close()
+        streamer.profile.close()  # a stream that ended inside the window still writes its trace
+        if streamer.profile.written:
+            print(f"wrote the profile trace to {streamer.profile.log_dir}", file=sys.stderr)
         try:  # also when the stream itself failed: finalise what was written
             in_file = writer.close()  # read back: the frames the file holds, all those written
         except VideoWriteError as e:

@@ -24,10 +24,11 @@ from ml_collections import config_flags
 
 from experiments.flag_parsing import parse_flags
 from streamdit_jax import parallel
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.profiling import parse_profile_steps
 from streamdit_jax.training.input import check_training_inputs, train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
-from streamdit_jax.training.restore import CheckpointError
+from streamdit_jax.restore import CheckpointError
 
 config_flags.DEFINE_config_file("config", None, "Training config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, samples, dataset.")
@@ -39,6 +40,8 @@ flags.DEFINE_float("time_limit_min", None, "Stop after this many minutes of this
                    "training budget); run again to resume.")
 flags.DEFINE_bool("distributed", parallel.distributed_requested(),
                   f"Call jax.distributed.initialize() (multi-host; default: ${parallel.DISTRIBUTED_ENV}=1).")
+flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace of training steps START..STOP-1 "
+                    "to WORKDIR/profile (TensorBoard's profile plugin, XProf, Perfetto; see README 'Profiling').")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -67,12 +70,17 @@ def main(argv):
     if FLAGS.time_limit_min is not None and not FLAGS.time_limit_min > 0:
         fail(f"--time_limit_min={FLAGS.time_limit_min} must be > 0 (or left unset: no time limit)", 2)
     try:
+        profile_steps = parse_profile_steps(FLAGS.profile_steps)
+    except ValueError as e:
+        fail(str(e), 2)
+    try:
         check_training_inputs(cfg, FLAGS.workdir)
     except ValueError as e:
         fail(str(e), 2)
     try:
         train(cfg, FLAGS.workdir, train_data_iterator, stop_after=FLAGS.stop_after,
-              time_limit_s=None if FLAGS.time_limit_min is None else 60.0 * FLAGS.time_limit_min)
+              time_limit_s=None if FLAGS.time_limit_min is None else 60.0 * FLAGS.time_limit_min,
+              profile_steps=profile_steps)
     except (ConfigMismatchError, CheckpointError) as e:
         fail(str(e), 2)
     except NonFiniteError as e:

@@ -23,8 +23,8 @@ from flax import nnx
 from experiments.flag_parsing import parse_flags
 from tqdm import tqdm
 
-from streamdit_jax.data import shapes
-from streamdit_jax.data.pipeline import float_to_frames, frames_to_float
+from streamdit_jax import shapes_world as shapes
+from streamdit_jax.pixels import float_to_frames, frames_to_float
 from streamdit_jax.evaluation import evaluate_many
 from streamdit_jax.models import learned_autoencoder as lae
 

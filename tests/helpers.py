@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from streamdit_jax.models import StreamDiT, get_model_config
+from streamdit_jax.models import ConditionedModel, get_model_config
 from streamdit_jax.flow import gaussian_noise
 
 
@@ -19,8 +19,8 @@ def randomize(model: nnx.Module, seed: int = 0, scale: float = 0.2) -> nnx.Modul
     return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
 
 
-def tiny_model(seed: int = 0, **overrides) -> StreamDiT:
-    return randomize(StreamDiT(get_model_config("tiny", **overrides), rngs=nnx.Rngs(seed)), seed)
+def tiny_model(seed: int = 0, **overrides) -> ConditionedModel:
+    return randomize(ConditionedModel(get_model_config("tiny", **overrides), rngs=nnx.Rngs(seed)), seed)
 
 
 def subprocess_env(drop_jax_settings: bool = False) -> dict:

@@ -27,7 +27,8 @@ from streamdit_jax import parallel  # noqa: E402
 from streamdit_jax.data import pipeline, tfds_builders  # noqa: E402
 from streamdit_jax.models import get_model_config  # noqa: E402
 from streamdit_jax.parallel import MeshConfig  # noqa: E402
-from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
+from streamdit_jax.configs import DataConfig, OptimConfig, TrainConfig  # noqa: E402
+from streamdit_jax.models.conditioned import text_encoder_of  # noqa: E402
 from streamdit_jax.training.input import prepare_dataset, train_data_iterator  # noqa: E402
 from streamdit_jax.training.loop import train  # noqa: E402
 
@@ -55,7 +56,8 @@ def two_split_iterator(cfg, workdir):
         split = tfds.split_for_jax_process("train", process_index=index, process_count=2)
         source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
         its.append(iter(pipeline.make_train_dataset(source, window_len=cfg.buffer_len, batch_size=cfg.batch_size // 2,
-                                                    seed=cfg.seed, max_text_len=cfg.model.text.max_len)))
+                                                    seed=cfg.seed,
+                                                    tokenize=text_encoder_of(cfg.model).tokenize)))
 
     class Concatenated:
         def __next__(self):

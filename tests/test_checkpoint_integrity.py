@@ -13,7 +13,7 @@ import pytest
 
 from helpers import subprocess_env
 from streamdit_jax.training import export
-from streamdit_jax.training.restore import (INTEGRITY_FILE, CheckpointError, check_finite_params, load_for_inference,
+from streamdit_jax.restore import (INTEGRITY_FILE, CheckpointError, check_finite_params, load_for_inference,
                                             verify_integrity)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,7 +189,7 @@ def test_a_training_checkpoint_with_a_truncated_file_is_refused_naming_the_file_
     ckpt.close()
     step_dir = tmp_path / "checkpoints" / "1"
     assert (step_dir / SIZES_FILE).is_file()
-    from streamdit_jax.training.restore import verify_step_sizes
+    from streamdit_jax.restore import verify_step_sizes
     assert verify_step_sizes(str(step_dir)) is True
     victim = max((p for p in step_dir.rglob("*") if p.is_file() and "state" in p.parts), key=lambda p: p.stat().st_size)
     os.truncate(victim, victim.stat().st_size // 2)

@@ -1,4 +1,5 @@
 """Data package: the shapes world, the TFDS builders (read without TensorFlow) and the grain pipeline."""
+import functools
 import importlib.util
 import json
 import logging
@@ -12,12 +13,15 @@ import pytest
 import tensorflow_datasets as tfds
 
 from streamdit_jax import parallel
-from streamdit_jax.data import pipeline, shapes, tfds_builders
-from streamdit_jax.data.shapes import COLOUR, COLOURS, MOTION, MOTIONS, PRESENT, SHAPE, X, Y, ShapesWorldConfig
+from streamdit_jax import shapes_world as shapes
+from streamdit_jax import pixels
+from streamdit_jax.data import pipeline, tfds_builders
+from streamdit_jax.shapes_world import COLOUR, COLOURS, MOTION, MOTIONS, PRESENT, SHAPE, X, Y, ShapesWorldConfig
 from streamdit_jax.models.text import BYTE_OFFSET, BOS, PAD, tokenize_bytes
 
 TWO = ShapesWorldConfig(frame_size=32, two_object_prob=0.5)
 CLIP_LEN, WINDOW, TEXT_LEN = 20, 6, 64
+TOKENIZE = functools.partial(tokenize_bytes, max_len=TEXT_LEN)
 # Frequent switches, so that the first and last frames of a window often have different captions.
 TINY_WORLD = ShapesWorldConfig(frame_size=16, two_object_prob=0.5, mean_switch_interval=4)
 
@@ -251,20 +255,20 @@ def _take(iterator, n):
 
 def test_train_batches_have_the_documented_keys_shapes_and_dtypes(shapes_data):
     ds = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=3, seed=0,
-                                     max_text_len=TEXT_LEN)
+                                     tokenize=TOKENIZE)
     for batch in _take(iter(ds), 4):  # 12 windows > 8 clips: crosses an epoch
         assert set(batch) == {"frames", "tokens", "steady"}
         assert batch["steady"].shape == (3,) and batch["steady"].dtype == np.bool_
         assert batch["frames"].shape == (3, WINDOW, 16, 16, 3) and batch["frames"].dtype == np.uint8
         assert batch["tokens"].shape == (3, TEXT_LEN) and batch["tokens"].dtype == np.int32
     finite = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=3, seed=0,
-                                         max_text_len=TEXT_LEN, num_epochs=1)
+                                         tokenize=TOKENIZE, num_epochs=1)
     assert len(list(finite)) == 8 // 3  # drop_remainder
 
 
 def test_windows_are_consecutive_clip_frames_captioned_by_their_last_frame(shapes_data):
     ds = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=4, seed=3,
-                                     max_text_len=TEXT_LEN, with_provenance=True)
+                                     tokenize=TOKENIZE, with_provenance=True)
     starts, first_differs = set(), 0
     for batch in _take(iter(ds), 6):
         for frames, tokens, clip_id, start, steady in zip(batch["frames"], batch["tokens"], batch["id"],
@@ -286,7 +290,7 @@ def test_windows_are_consecutive_clip_frames_captioned_by_their_last_frame(shape
 def test_pipeline_is_a_pure_function_of_the_seed(shapes_data):
     def batches(seed):
         return _take(iter(pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=2,
-                                                      seed=seed, max_text_len=TEXT_LEN)), 3)
+                                                      seed=seed, tokenize=TOKENIZE)), 3)
 
     a, b, c = batches(5), batches(5), batches(6)
     assert all(np.array_equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
@@ -295,7 +299,7 @@ def test_pipeline_is_a_pure_function_of_the_seed(shapes_data):
 
 def test_restored_iterator_state_resumes_exactly(shapes_data):
     ds = pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=3, seed=11,
-                                     max_text_len=TEXT_LEN)
+                                     tokenize=TOKENIZE)
     iterator = iter(ds)
     _take(iterator, 3)
     state = iterator.get_state()
@@ -327,9 +331,9 @@ def test_to_global_batch_shards_the_batch_axis_over_the_mesh():
 
 def test_frames_to_float_maps_uint8_onto_minus_one_to_one_and_back_exactly():
     frames = np.arange(256, dtype=np.uint8).reshape(4, 4, 16)
-    x = pipeline.frames_to_float(frames)
+    x = pixels.frames_to_float(frames)
     assert x.dtype == np.float32
     np.testing.assert_allclose([x.min(), x.max()], [-1.0, 1.0], atol=1e-6)
-    np.testing.assert_array_equal(pipeline.float_to_frames(x), frames)
-    np.testing.assert_array_equal(pipeline.float_to_frames(np.array([-3.0, 3.0])), [0, 255])
-    np.testing.assert_allclose(np.asarray(pipeline.frames_to_float(jax.numpy.asarray(frames))), x, atol=1e-6)
+    np.testing.assert_array_equal(pixels.float_to_frames(x), frames)
+    np.testing.assert_array_equal(pixels.float_to_frames(np.array([-3.0, 3.0])), [0, 255])
+    np.testing.assert_allclose(np.asarray(pixels.frames_to_float(jax.numpy.asarray(frames))), x, atol=1e-6)

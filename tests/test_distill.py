@@ -15,13 +15,13 @@ from flax import nnx
 from helpers import subprocess_env
 
 from streamdit_jax.sampling import buffer
-from streamdit_jax.training.restore import load_for_inference
+from streamdit_jax.restore import load_for_inference
 from streamdit_jax import flow, parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.models import get_model_config
 from streamdit_jax.partition import NoiseSchedule, Partition, micro_step_table
 from streamdit_jax.training import distill, steps
-from streamdit_jax.training.config import DataConfig, DistillConfig, OptimConfig, TrainConfig
+from streamdit_jax.configs import DataConfig, DistillConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, train
 
@@ -100,7 +100,7 @@ def test_the_teacher_is_guided_and_the_student_is_one_conditional_call():
     batch = fixed_batch()
     latents = steps.batch_latents(batch, cfg)
     rng = jax.random.key(6)
-    _, per_example = distill.distill_loss(student_params, teacher_params, graphdef, latents, batch["tokens"], rng, cfg)
+    _, per_example = distill.distill_loss(student_params, teacher_params, graphdef, latents, batch, rng, cfg)
     # the same loss by hand: the teacher's s=2 micro steps WITH guidance w=3, the student's plain conditional call
     table = micro_step_table(cfg.distill_partition(), cfg.schedule)
     x = distill.segment_start(latents, flow.gaussian_noise(rng, latents.shape), table)
@@ -235,7 +235,7 @@ def test_distill_step_on_a_data_fsdp_context_mesh_matches_one_device():
     np.testing.assert_allclose(l8, l1, rtol=2e-4)
     for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
-    fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
+    fc1 = sharded.params["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]
     assert len(fc1.sharding.device_set) == 8 and fc1.sharding.spec[1] == "fsdp"
 
 

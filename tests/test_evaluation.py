@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 from streamdit_jax.evaluation import (METRICS, evaluate_many, evaluate_stream, expand_schedule, format_table,
                                       score_frames, switches)
 from streamdit_jax.evaluation import blobs, shape_classifier

@@ -12,15 +12,15 @@ import pytest
 
 from helpers import subprocess_env
 
-from streamdit_jax.data import shapes
-from streamdit_jax.data.pipeline import frames_to_float
+from streamdit_jax import shapes_world as shapes
+from streamdit_jax.pixels import frames_to_float
 from streamdit_jax.models import get_model_config
 from streamdit_jax.models import learned_autoencoder as lae
-from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
+from streamdit_jax.configs import DataConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, train
 from streamdit_jax.training.export import export_for_inference
-from streamdit_jax.training.restore import CheckpointError, load_for_inference
+from streamdit_jax.restore import CheckpointError, load_for_inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_AE = lae.ConvAutoencoderConfig(latent_channels=4, widths=(8, 16), space_to_depth=2)  # factor 4

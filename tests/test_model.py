@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from helpers import randomize, tiny_model
 from streamdit_jax import parallel
-from streamdit_jax.models import StreamDiT, get_model_config
+from streamdit_jax.models import ConditionedModel, get_model_config
 from streamdit_jax.models.attention import WindowSelfAttention, apply_rope, rope_3d
 from streamdit_jax.models.dit import DiTBlock, TimeEmbedding
 from streamdit_jax.flow import gaussian_noise
@@ -123,10 +123,10 @@ def test_model_sharded_on_a_2x2x2_mesh_matches_one_device(third_axis):
     np.testing.assert_allclose(np.asarray(out), single, atol=2e-4, rtol=2e-4)
     # the parameters really are split per the rules: MLP kernels over fsdp (x tensor), attention over heads
     tensor = "tensor" if third_axis == "tensor" else None
-    fc1 = sharded_state["blocks"]["plain"]["fc1"]["kernel"][...]
+    fc1 = sharded_state["denoiser"]["blocks"]["plain"]["fc1"]["kernel"][...]
     assert fc1.sharding.spec == P(None, "fsdp", tensor)
     assert fc1.addressable_shards[0].data.shape == (1, 48 // 2, 192 // (2 if tensor else 1))
-    q = sharded_state["blocks"]["shifted"]["attn"]["q"]["kernel"][...]
+    q = sharded_state["denoiser"]["blocks"]["shifted"]["attn"]["q"]["kernel"][...]
     assert q.sharding.spec == P(None, "fsdp", tensor)
     assert out.sharding.spec[0] == ("data", "fsdp")
 
@@ -139,7 +139,7 @@ def test_context_parallel_activations_are_split_along_frames():
     def tokens_after_embedding(state, x):
         from streamdit_jax.models.dit import TOKENS
         m = nnx.merge(graphdef, state)
-        return parallel.constrain(m.patch_embed(m.patchify(x)), TOKENS)
+        return parallel.constrain(m.denoiser.patch_embed(m.denoiser.patchify(x)), TOKENS)
 
     with parallel.activate(mesh):
         h = jax.jit(tokens_after_embedding)(state, jnp.ones((4, 8, 8, 8, 4)))
@@ -148,7 +148,7 @@ def test_context_parallel_activations_are_split_along_frames():
 
 
 def test_4b_config_has_4_billion_parameters_by_eval_shape():
-    abstract = nnx.eval_shape(lambda: StreamDiT(get_model_config("streamdit_4b"), rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: ConditionedModel(get_model_config("streamdit_4b"), rngs=nnx.Rngs(0)))
     n = parallel.num_params(nnx.state(abstract, nnx.Param))
     assert 3.7e9 <= n <= 4.3e9, n
     grid = get_model_config("streamdit_4b").token_grid((16, 64, 64, 8))
@@ -179,16 +179,16 @@ def test_a_width_narrower_than_a_patch_is_rejected_because_the_velocity_head_wou
 
 def test_pooled_text_conditioning_feeds_every_frames_adaln_and_ignores_padding():
     model = randomize(tiny_model(seed=2, pooled_text=True), seed=3)
-    assert "text_pool" in nnx.to_pure_dict(nnx.state(model))
-    assert "text_pool" not in nnx.to_pure_dict(nnx.state(tiny_model(seed=2)))  # the paper's configs: off
+    assert "text_pool" in nnx.to_pure_dict(nnx.state(model))["denoiser"]
+    assert "text_pool" not in nnx.to_pure_dict(nnx.state(tiny_model(seed=2)))["denoiser"]  # the paper's configs: off
     x = gaussian_noise(jax.random.key(0), (1, 8, 8, 8, 4))
     tau = jnp.full((1, 8), 0.3)
     text, mask = model.encode_text(jnp.asarray(model.tokenize(["a red circle"])))
     v = model(x, tau, text, mask)
     garbage = text.at[:, int(mask.sum()):].set(100.0)  # padded positions never count
     np.testing.assert_allclose(np.asarray(model(x, tau, garbage, mask)), np.asarray(v), rtol=1e-5, atol=1e-5)
-    model.text_pool.kernel[...] = 0.0 * model.text_pool.kernel[...]
-    model.text_pool.bias[...] = 0.0 * model.text_pool.bias[...]
+    model.denoiser.text_pool.kernel[...] = 0.0 * model.denoiser.text_pool.kernel[...]
+    model.denoiser.text_pool.bias[...] = 0.0 * model.denoiser.text_pool.bias[...]
     assert not np.allclose(np.asarray(model(x, tau, text, mask)), np.asarray(v), atol=1e-4)
 
 

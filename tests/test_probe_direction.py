@@ -4,7 +4,7 @@ import math
 import pytest
 
 from experiments.probe_direction import format_probe, probe
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 
 WORLD = shapes.ShapesWorldConfig(frame_size=32, max_objects=1, mean_switch_interval=math.inf)
 

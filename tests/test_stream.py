@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from helpers import tiny_model
-from streamdit_jax.data.pipeline import float_to_frames
+from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling import buffer
@@ -366,4 +366,4 @@ def test_a_live_prompt_too_long_for_the_text_encoder_warns_when_the_stream_reads
         live.set(long)
         list(chunks)
     assert [str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)] == \
-        [s._truncation(long)] and long in live.schedule().values()
+        [s.text_encoder.truncation_message(long)] and long in live.schedule().values()

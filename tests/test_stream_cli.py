@@ -16,7 +16,7 @@ from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.models import get_model_config
 from streamdit_jax.training import steps
-from streamdit_jax.training.config import DataConfig, TrainConfig
+from streamdit_jax.configs import DataConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -191,7 +191,7 @@ def test_a_checkpoint_whose_arrays_do_not_match_its_config_exits_2(checkpoint, t
 
 @pytest.mark.slow
 def test_video_to_video_cli_restyles_an_input_gif_and_stops_with_it(checkpoint, tmp_path):
-    from streamdit_jax.data import shapes
+    from streamdit_jax import shapes_world as shapes
     clip = shapes.render(3, 11, shapes.ShapesWorldConfig(frame_size=16))
     src = tmp_path / "in.gif"
     iio.imwrite(src, clip.frames, duration=100, loop=0)
@@ -218,7 +218,7 @@ def test_demo_streams_to_mp4_and_gif_and_prints_the_evaluators_table_without_for
 @pytest.mark.slow
 def test_an_inference_export_holds_the_ema_params_in_float16_and_streams(checkpoint, tmp_path):
     import numpy as np
-    from streamdit_jax.training.restore import load_for_inference
+    from streamdit_jax.restore import load_for_inference
     out = tmp_path / "export"
     env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={checkpoint}", f"--output={out}"],
@@ -257,7 +257,7 @@ def test_export_refuses_an_output_overlapping_the_run_and_a_failed_export_keeps_
 def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with_cfg_only_if_it_knows_the_null_prompt():
     import dataclasses
     from streamdit_jax.sampling.pretrained import default_sampling
-    from streamdit_jax.training.config import DistillConfig, TrainConfig
+    from streamdit_jax.configs import DistillConfig, TrainConfig
     teacher = TrainConfig(model=get_model_config("tiny", latent_channels=12), chunk_sizes=(1, 2, 4, 8, 16),
                           text_dropout=0.1)
     assert default_sampling(teacher) == (2, 4, 3.0)
@@ -270,7 +270,7 @@ def test_default_sampling_runs_a_student_unguided_in_one_step_and_a_teacher_with
 def test_load_streamer_takes_the_checkpoints_defaults_streams_frames_and_names_bad_choices(checkpoint):
     import numpy as np
     from streamdit_jax.sampling.pretrained import load_streamer
-    from streamdit_jax.training.restore import CheckpointError
+    from streamdit_jax.restore import CheckpointError
 
     cfg, streamer = load_streamer(checkpoint)
     # trained with caption dropout and c=2 available: CFG 3, c=2, s=4, a one-buffer warm-up (B - K = 8 frames)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamdit_jax.models import get_model_config
-from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
+from streamdit_jax.configs import DataConfig, OptimConfig, TrainConfig
 from streamdit_jax.training.input import train_data_iterator
 from streamdit_jax.training.loop import NonFiniteError, train
 

@@ -14,7 +14,7 @@ from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.models import get_model_config
 from streamdit_jax.training import steps
-from streamdit_jax.training.config import DataConfig, OptimConfig, TrainConfig
+from streamdit_jax.configs import DataConfig, OptimConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +65,7 @@ def run_steps(cfg, mesh, batch, n):
 def eval_loss(cfg, graphdef, params, batch, seed=123):
     latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), cfg.make_autoencoder())
     no_drop = cfg.__class__(**{**cfg.__dict__, "text_dropout": 0.0})
-    loss, _ = steps.buffered_fm_loss(params, graphdef, latents, jnp.asarray(batch["tokens"]),
+    loss, _ = steps.buffered_fm_loss(params, graphdef, latents, {"tokens": jnp.asarray(batch["tokens"])},
                                      jax.random.PRNGKey(seed), no_drop)
     return float(loss)
 
@@ -90,10 +90,10 @@ def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters(t
     for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
     tensor = "tensor" if third_axis == "tensor" else None
-    fc1 = sharded.params["blocks"]["plain"]["fc1"]["kernel"]
+    fc1 = sharded.params["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]
     assert fc1.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", tensor)
     assert fc1.addressable_shards[0].data.shape[1:] == (fc1.shape[1] // 2, fc1.shape[2] // (2 if tensor else 1))
-    mu = sharded.opt_state[1][0].mu["blocks"]["plain"]["fc1"]["kernel"]  # Adam moments sharded like the params
+    mu = sharded.opt_state[1][0].mu["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]  # Adam moments sharded like the params
     assert mu.sharding.spec == fc1.sharding.spec
 
 
@@ -113,7 +113,7 @@ def test_a_checkpoint_saved_on_8_devices_restores_on_other_meshes(tmp_path, targ
     for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert a.sharding.mesh.devices.size == mesh.devices.size
-    fc1 = restored.params["blocks"]["plain"]["fc1"]["kernel"]
+    fc1 = restored.params["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]
     assert len(fc1.sharding.device_set) == mesh.devices.size
 
 

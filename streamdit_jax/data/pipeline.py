@@ -12,34 +12,22 @@ model checkpoint resumes the data exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, Sharding
 
 from streamdit_jax import parallel
 from streamdit_jax.data.tfds_builders import split_captions
-from streamdit_jax.models.text import tokenize_bytes
-
-
-def frames_to_float(frames: Any) -> Any:
-    """uint8 frames in [0, 255] -> float32 in [-1, 1] (numpy in, numpy out; jax in, jax out)."""
-    return frames.astype(jnp.float32) / 127.5 - 1.0
-
-
-def float_to_frames(x: Any) -> np.ndarray:
-    """Inverse of `frames_to_float` (clipped and rounded): float in [-1, 1] -> uint8 numpy frames."""
-    x = np.asarray(x, np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleWindow(grain.transforms.RandomMap):
-    """A random window of window_len consecutive frames of a clip, with the tokens of its last frame's caption and
-    "steady": whether that caption holds at every frame of the window (no prompt switch inside it).
+    """A random window of window_len consecutive frames of a clip, with the tokens of its last frame's caption (by
+    the model's text encoder's ``tokenize``) and "steady": whether that caption holds at every frame of the window
+    (no prompt switch inside it).
 
     The rng is grain's per-record generator (derived from the pipeline seed and the record's index), so the
     window is deterministic and reproducible after restoring an iterator. with_provenance adds "id" (the clip's
@@ -47,7 +35,7 @@ class SampleWindow(grain.transforms.RandomMap):
     """
 
     window_len: int
-    max_text_len: int
+    tokenize: Callable[[Sequence[str]], np.ndarray]  # models.text.TextEncoder.tokenize
     with_provenance: bool = False
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -63,7 +51,7 @@ class SampleWindow(grain.transforms.RandomMap):
         window_captions = captions[start:start + self.window_len]
         text = window_captions[-1]
         out = {"frames": np.asarray(frames[start:start + self.window_len]),
-               "tokens": tokenize_bytes([text], self.max_text_len)[0],
+               "tokens": np.asarray(self.tokenize([text])[0], np.int32),
                "steady": np.bool_(all(c == text for c in window_captions))}
         if self.with_provenance:
             out["id"] = np.int64(element["id"])
@@ -72,11 +60,11 @@ class SampleWindow(grain.transforms.RandomMap):
 
 
 def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int, batch_size: int, seed: int,
-                       max_text_len: int, shuffle: bool = True, num_epochs: int | None = None,
+                       tokenize: Callable[[Sequence[str]], np.ndarray], shuffle: bool = True, num_epochs: int | None = None,
                        read_threads: int = 4, prefetch_buffer_size: int | None = None,
                        with_provenance: bool = False) -> grain.IterDataset:
     """Per-process batches {"frames": uint8 [batch_size, window_len, H, W, 3], "tokens": int32 [batch_size,
-    max_text_len], "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source
+    text max_len] (``tokenize``: the text encoder's), "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source
     such as ``tfds.data_source(name, split=tfds.split_for_jax_process("train"), data_dir=...)``.
 
     Records are shuffled (each epoch differently) and repeated num_epochs times (None: forever); every record gets
@@ -85,7 +73,7 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
     read_threads/prefetch_buffer_size configure grain's threaded reading (prefetch in elements, default
     2 * batch_size, at least 16).
     """
-    for key, value in (("window_len", window_len), ("batch_size", batch_size), ("max_text_len", max_text_len)):
+    for key, value in (("window_len", window_len), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be an int >= 1, got {value!r}")
     if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 1):
@@ -98,7 +86,7 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
     if shuffle:
         ds = ds.shuffle()
     ds = ds.repeat(num_epochs)
-    ds = ds.random_map(SampleWindow(window_len, max_text_len, with_provenance))
+    ds = ds.random_map(SampleWindow(window_len, tokenize, with_provenance))
     prefetch = max(16, 2 * batch_size) if prefetch_buffer_size is None else prefetch_buffer_size
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     return ds.batch(batch_size, drop_remainder=True)

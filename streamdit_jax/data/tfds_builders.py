@@ -11,7 +11,7 @@ that is active in them, so every example here is a fixed-length clip plus one ca
 Only Tensor/Text/scalar features are used: TFDS's Video and Image features need TensorFlow to encode or decode.
 
 Two builders:
-  * ``shapes_world``: the procedural world of `streamdit_jax.data.shapes` (clip i of train = seed base_seed + i).
+  * ``shapes_world``: the procedural world of `streamdit_jax.shapes_world` (clip i of train = seed base_seed + i).
   * ``video_folder``: a user's folder of videos plus ``captions.jsonl`` ({"file": "x.mp4", "caption": "..."} per
     line), cut into non-overlapping clips. Bad inputs are skipped with a warning and listed in
     ``build_summary.json`` inside the dataset directory.
@@ -34,7 +34,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 
 VERSION = "1.0.0"
 SUMMARY_FILE = "build_summary.json"
@@ -103,7 +103,7 @@ def shapes_world_config(*, num_train_clips: int = 2048, num_validation_clips: in
 
 
 class ShapesWorld(tfds.core.GeneratorBasedBuilder):
-    """Clips of the procedural shapes world (`streamdit_jax.data.shapes`), with ground-truth attributes."""
+    """Clips of the procedural shapes world (`streamdit_jax.shapes_world`), with ground-truth attributes."""
 
     VERSION = tfds.core.Version(VERSION)
     RELEASE_NOTES = {str(VERSION): "Initial release."}

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 
 NUM_COLOURS = len(shapes.COLOURS)
 BACKGROUND, UNKNOWN = 0, -1  # pixel classes; object colour i (index into shapes.COLOURS) is class i + 1

@@ -16,7 +16,7 @@ from typing import Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 
 Schedule = Union[Sequence[str], Mapping[int, str]]
 

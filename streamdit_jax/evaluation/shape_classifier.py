@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 
 NO_SHAPE = -1
 

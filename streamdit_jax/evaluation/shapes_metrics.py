@@ -39,7 +39,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 from streamdit_jax.evaluation import blobs as blobs_lib
 from streamdit_jax.evaluation import schedule as schedule_lib
 from streamdit_jax.evaluation import shape_classifier

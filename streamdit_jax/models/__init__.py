@@ -1,5 +1,7 @@
 """Models: the StreamDiT velocity network, its attention layers, text encoders and configurations."""
+from streamdit_jax.models.conditioned import ConditionedModel
 from streamdit_jax.models.config import MODEL_CONFIGS, ModelConfig, TextEncoderConfig, get_model_config
 from streamdit_jax.models.dit import StreamDiT, forward_flops
 
-__all__ = ["MODEL_CONFIGS", "ModelConfig", "TextEncoderConfig", "get_model_config", "StreamDiT", "forward_flops"]
+__all__ = ["MODEL_CONFIGS", "ModelConfig", "TextEncoderConfig", "get_model_config", "ConditionedModel", "StreamDiT",
+           "forward_flops"]

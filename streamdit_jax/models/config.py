@@ -70,16 +70,23 @@ def int_tuple(name: str, value, length: int, low: int) -> tuple:
 DTYPES = ("float32", "bfloat16")
 
 
+# the text encoders models.text.TEXT_ENCODERS provides (kept here so configs validate without building a model)
+TEXT_ENCODER_KINDS = ("byte",)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextEncoderConfig:
-    """Built-in byte-level transformer text encoder (trainable; nothing downloaded)."""
+    """The text encoder: ``kind`` selects it (``models.text.TEXT_ENCODERS``); the built-in "byte" encoder is a
+    byte-level transformer trained with the DiT (nothing downloaded), sized by the fields below."""
 
+    kind: str = "byte"
     width: int = 64
     depth: int = 2
     num_heads: int = 2
     max_len: int = 64  # bytes incl. BOS; longer prompts are truncated
 
     def __post_init__(self):
+        check_str("model.text.kind", self.kind, TEXT_ENCODER_KINDS)
         check_int("model.text.width", self.width, 1)
         check_int("model.text.depth", self.depth, 0, why="0 = embeddings only")
         check_int("model.text.num_heads", self.num_heads, 1)

@@ -1,5 +1,6 @@
 """StreamDiT: an adaLN DiT with a time-varying (per-frame) embedding and shifted 3D window attention (Sec. 4.1).
 
+The velocity model takes its conditioning as input: text embeddings and mask from any ``models.text.TextEncoder``.
 Data flow of ``StreamDiT.__call__`` (latents [b, F, H, W, C], per-frame tau [b, F], text embeddings [b, L, Dt]):
 patchify (1 x ph x pw) -> tokens [b, F, H', W', D]; tau -> one embedding per frame [b, F, D] (broadcast over that
 frame's tokens) -> every block's adaLN shift/scale/gate; blocks as (unshifted, shifted) window-attention pairs, stacked
@@ -12,13 +13,11 @@ import math
 import einops
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from streamdit_jax import parallel
 from streamdit_jax.models.attention import CrossAttention, WindowSelfAttention, dense, rope_3d
 from streamdit_jax.models.config import ModelConfig
-from streamdit_jax.models.text import ByteTextEncoder
 
 TOKENS = ("batch", "frames_act", None, None, "embed_act")  # activation layout [b, F, H, W, D]
 ZEROS = nnx.initializers.zeros_init()
@@ -108,11 +107,10 @@ class FinalLayer(nnx.Module):
 
 
 class StreamDiT(nnx.Module):
-    """The StreamDiT velocity model u(X_tau, P, tau) with its built-in text encoder."""
+    """The StreamDiT velocity model u(X_tau, P, tau); P arrives as text embeddings + mask (``__call__``)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.text_encoder = ByteTextEncoder(cfg.text, rngs=rngs, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
         self.patch_embed = dense(cfg.patch_dim, cfg.width, ("patch", "embed"), rngs=rngs, dtype=cfg.compute_dtype,
                                  param_dtype=cfg.params_dtype)
         self.time_embed = TimeEmbedding(cfg, rngs=rngs)
@@ -127,13 +125,6 @@ class StreamDiT(nnx.Module):
 
         self.blocks = make_pairs(rngs)
         self.final = FinalLayer(cfg, rngs=rngs)
-
-    def encode_text(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """int32 tokens [b, L] -> (embeddings [b, L, Dt], mask [b, L]). Run only when the prompt changes."""
-        return self.text_encoder(tokens)
-
-    def tokenize(self, prompts) -> np.ndarray:
-        return self.text_encoder.tokenize(prompts)
 
     def patchify(self, x: jax.Array) -> jax.Array:
         _, ph, pw = self.cfg.patch

@@ -1,4 +1,5 @@
-"""Creating a StreamDiT directly sharded on a mesh (jitted init with out_shardings: no host copy of the weights)."""
+"""Creating the trained model (``models.conditioned``) directly sharded on a mesh (jitted init with out_shardings:
+no host copy of the weights)."""
 from __future__ import annotations
 
 import jax
@@ -6,12 +7,12 @@ from flax import nnx
 
 from streamdit_jax import parallel
 from streamdit_jax.models.config import ModelConfig
-from streamdit_jax.models.dit import StreamDiT
+from streamdit_jax.models.conditioned import ConditionedModel
 
 
 def abstract_model(cfg: ModelConfig):
     """(graphdef, abstract state) without allocating anything (jax.eval_shape)."""
-    return nnx.split(nnx.eval_shape(lambda: StreamDiT(cfg, rngs=nnx.Rngs(0))))
+    return nnx.split(nnx.eval_shape(lambda: ConditionedModel(cfg, rngs=nnx.Rngs(0))))
 
 
 def create_model(cfg: ModelConfig, seed: int = 0, mesh=None, rules=parallel.LOGICAL_RULES):
@@ -22,7 +23,7 @@ def create_model(cfg: ModelConfig, seed: int = 0, mesh=None, rules=parallel.LOGI
     shardings = parallel.state_shardings(abstract, mesh, rules)
 
     def init():
-        return nnx.split(StreamDiT(cfg, rngs=nnx.Rngs(seed)))[1]
+        return nnx.split(ConditionedModel(cfg, rngs=nnx.Rngs(seed)))[1]
 
     with parallel.activate(mesh, rules):
         state = jax.jit(init, out_shardings=shardings)()

@@ -1,8 +1,10 @@
-"""Text encoders behind one interface.
+"""Text encoders behind one interface (``TextEncoder``), selected by ``TextEncoderConfig.kind``.
 
-The paper runs frozen UL2, ByT5 and MetaCLIP encoders, only when the prompt changes (Sec. 5). No such weights can be
-had offline here, so the default is a small byte-level transformer (ByT5-like input, trained jointly with the DiT).
-Any encoder that provides ``tokenize`` and ``__call__`` below can replace it.
+The velocity model never owns its text encoder: it takes text embeddings [n, L, width] and a mask [n, L]. The paper
+runs frozen UL2, ByT5 and MetaCLIP encoders, only when the prompt changes (Sec. 5); a frozen encoder's parameters
+live outside the trained model and its embeddings can be computed once per caption (training) or per prompt
+(streaming). The built-in default is a small byte-level transformer (ByT5-like input) trained jointly with the DiT:
+a ``trainable`` encoder whose parameters sit beside the DiT's in the trained model (``models.conditioned``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.models.attention import CrossAttention, dense, sharded_init
-from streamdit_jax.models.config import TextEncoderConfig
+from streamdit_jax.models.config import TEXT_ENCODER_KINDS, TextEncoderConfig
 
 PAD, BOS = 0, 1
 BYTE_OFFSET = 2  # byte b -> token b + 2
@@ -22,14 +24,26 @@ VOCAB_SIZE = 256 + BYTE_OFFSET
 
 
 class TextEncoder(Protocol):
-    """tokenize(prompts) -> int32 [n, max_len] (host side); __call__(tokens) -> (embeddings [n, L, D], mask [n, L])."""
+    """What the trainer and the streamer need of a text encoder.
 
+    ``tokenize`` runs on the host (strings -> int32 [n, max_len]); ``encode(params, tokens)`` is a pure function
+    (jittable) -> (embeddings [n, max_len, width], mask [n, max_len], 1 on the prompt's tokens); the empty prompt ""
+    is the classifier-free-guidance null prompt. ``trainable`` encoders are optimised with the velocity model and
+    their ``params`` are the trained model's ``["text_encoder"]`` entry; frozen ones bring their own.
+    ``truncation_message(prompt)`` is None when ``tokenize`` keeps the whole prompt, else a message saying what the
+    model sees.
+    """
+
+    name: str
     max_len: int
     width: int
+    trainable: bool
 
     def tokenize(self, prompts: Sequence[str]) -> np.ndarray: ...
 
-    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]: ...
+    def encode(self, params, tokens: jax.Array) -> tuple[jax.Array, jax.Array]: ...
+
+    def truncation_message(self, prompt: str) -> Optional[str]: ...
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -84,19 +98,6 @@ class ByteTextEncoder(nnx.Module):
                                 for _ in range(cfg.depth)])
         self.norm = nnx.LayerNorm(cfg.width, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
 
-    def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
-        return tokenize_bytes(prompts, self.max_len)
-
-    def truncation_message(self, prompt: str) -> Optional[str]:
-        """None when ``tokenize`` keeps all of ``prompt``; else a message naming the prompt, the limit and what the
-        model sees (optional part of the TextEncoder interface: the Streamer warns with it once per prompt)."""
-        kept = truncated_prompt(prompt, self.max_len)
-        if kept is None:
-            return None
-        return (f"prompt {prompt!r} is {len(prompt.encode('utf-8'))} bytes long, but this model's text encoder reads "
-                f"only its first {self.max_len - 1} bytes (text max_len {self.max_len}, BOS included): the model sees "
-                f"{kept!r}")
-
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         if tokens.shape[-1] != self.max_len:
             raise ValueError(f"tokens have length {tokens.shape[-1]}, this encoder expects max_len={self.max_len}")
@@ -105,3 +106,46 @@ class ByteTextEncoder(nnx.Module):
         for layer in self.layers:
             x = layer(x, mask)
         return self.norm(x), mask
+
+
+class ByteEncoder:
+    """The ``TextEncoder`` of ``ByteTextEncoder``: trained with the DiT, parameters in the model's ``text_encoder``."""
+
+    name = "byte"
+    trainable = True
+
+    def __init__(self, cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32):
+        self.cfg, self.dtype, self.param_dtype = cfg, dtype, param_dtype
+        self.max_len, self.width = cfg.max_len, cfg.width
+        self._graphdef = None
+
+    def module(self, rngs: nnx.Rngs) -> ByteTextEncoder:
+        """A freshly initialised network (the trained model builds it as its ``text_encoder``)."""
+        return ByteTextEncoder(self.cfg, rngs=rngs, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
+        return tokenize_bytes(prompts, self.max_len)
+
+    def truncation_message(self, prompt: str) -> Optional[str]:
+        kept = truncated_prompt(prompt, self.max_len)
+        if kept is None:
+            return None
+        return (f"prompt {prompt!r} is {len(prompt.encode('utf-8'))} bytes long, but this model's text encoder reads "
+                f"only its first {self.max_len - 1} bytes (text max_len {self.max_len}, BOS included): the model sees "
+                f"{kept!r}")
+
+    def encode(self, params, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self._graphdef is None:
+            self._graphdef = nnx.graphdef(nnx.eval_shape(lambda: self.module(nnx.Rngs(0))))
+        return nnx.merge(self._graphdef, params)(tokens)
+
+
+TEXT_ENCODERS = {"byte": ByteEncoder}
+assert tuple(TEXT_ENCODERS) == TEXT_ENCODER_KINDS, "models.config.TEXT_ENCODER_KINDS must list TEXT_ENCODERS"
+
+
+def make_text_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32) -> TextEncoder:
+    """The ``TextEncoder`` a config selects (``cfg.kind``, one of ``TEXT_ENCODERS``)."""
+    if cfg.kind not in TEXT_ENCODERS:
+        raise ValueError(f"model.text.kind={cfg.kind!r} is not a text encoder; valid: {sorted(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[cfg.kind](cfg, dtype=dtype, param_dtype=param_dtype)

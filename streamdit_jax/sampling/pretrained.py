@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from streamdit_jax.data.pipeline import float_to_frames
+from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.stream import Streamer, check_guidance, check_int
-from streamdit_jax.training.config import TrainConfig
-from streamdit_jax.training.restore import load_for_inference
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.restore import load_for_inference
 
 
 def default_sampling(cfg: TrainConfig) -> tuple[int, int, float]:

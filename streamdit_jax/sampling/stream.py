@@ -19,6 +19,7 @@ beginning, with one ``PromptTruncatedWarning`` per prompt naming it and the limi
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import gc
 import math
@@ -33,8 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.models.text import PromptTruncatedWarning
+from streamdit_jax.models.conditioned import text_encoder_of
+from streamdit_jax.models.text import PromptTruncatedWarning, TextEncoder
 from streamdit_jax.partition import NoiseSchedule, Partition
+from streamdit_jax.profiling import ProfileWindow
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, make_v2v_start, model_denoise_fn
 
 Schedule = Union[str, Mapping[int, str], "LivePrompt"]
@@ -218,14 +221,20 @@ class Streamer:
     def __init__(self, graphdef, params, partition: Partition, latent_frame_shape: tuple[int, int, int],
                  decode: Callable[[np.ndarray], np.ndarray], *, schedule: NoiseSchedule = NoiseSchedule(),
                  guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False,
-                 warmup_frames: int = 0):
+                 warmup_frames: int = 0, text_encoder: Optional[TextEncoder] = None, text_params=None,
+                 prompt_cache_size: int = 64, profile: Optional[ProfileWindow] = None):
         """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
         ``guidance_scale`` None or 1 streams without classifier-free guidance (e.g. a distilled model); else a
         finite scale up to MAX_GUIDANCE (``check_guidance``: ValueError naming any other value).
         ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide).
         ``warmup_frames``: frames generated after the T2V start and discarded before the first emitted one (rounded
         up to whole chunks; the time to first frame includes them; video-to-video streams start from their input
-        and have none). The prompt schedule counts emitted frames; the warm-up uses the prompt at frame 0."""
+        and have none). The prompt schedule counts emitted frames; the warm-up uses the prompt at frame 0.
+        ``text_encoder``: the model config's own (``models.conditioned.text_encoder_of``) unless given; a trainable
+        one reads its parameters from ``params["text_encoder"]``, a frozen one needs ``text_params``. Each prompt is
+        encoded once and its embeddings kept for the ``prompt_cache_size`` most recently used prompts.
+        ``profile`` (also settable as the attribute): traces the stream's macro steps that emit chunks, counted from
+        0 per stream (the warm-up's are not counted); the caller closes it (``ProfileWindow.close``)."""
         guidance_scale = check_guidance(guidance_scale)
         if not isinstance(warmup_frames, (int, np.integer)) or warmup_frames < 0:
             raise ValueError(f"warmup_frames={warmup_frames!r} must be an int >= 0 (0: emit from the T2V start, "
@@ -241,16 +250,21 @@ class Streamer:
         self._start = make_stream_start(denoise, partition, schedule)
         self._step = make_buffer_step(denoise, partition, schedule)
         self._v2v_start = make_v2v_start(partition, schedule)
-        self._encode = jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t))
-        model = nnx.merge(graphdef, params)
-        self._tokenize = model.tokenize
-        # optional part of the text encoder's interface: a message when it cuts a prompt (models.text)
-        self._truncation = getattr(getattr(model, "text_encoder", None), "truncation_message", None)
+        self.text_encoder = text_encoder or text_encoder_of(nnx.merge(graphdef, params).cfg)
+        if text_params is None:
+            if not self.text_encoder.trainable:
+                raise ValueError(f"text encoder {self.text_encoder.name!r} is frozen: pass its text_params")
+            text_params = params["text_encoder"]
+        self.text_params = text_params
+        self._encode = jax.jit(self.text_encoder.encode)
         self._prompts_checked: set = set()
         self._like = jnp.zeros((1, partition.B) + tuple(latent_frame_shape), jnp.float32)
-        self._cache: dict[str, tuple] = {}
+        self.prompt_cache_size = check_int(prompt_cache_size, "prompt_cache_size", 1,
+                                           meaning="prompts whose embeddings are kept")
+        self._cache: collections.OrderedDict[str, tuple] = collections.OrderedDict()
         self.encode_calls = 0
         self.stats = StreamStats()
+        self.profile = profile
 
     def sampling_settings(self) -> dict:
         """The run-time choices a stream depends on besides its seed and prompts (enough to replay it exactly)."""
@@ -263,7 +277,7 @@ class Streamer:
         if prompt in self._prompts_checked:
             return
         self._prompts_checked.add(prompt)
-        message = self._truncation(prompt) if self._truncation is not None else None
+        message = self.text_encoder.truncation_message(prompt)
         if message:
             warnings.warn(message, PromptTruncatedWarning, stacklevel=stacklevel)
 
@@ -285,12 +299,18 @@ class Streamer:
         return num_frames
 
     def _cond(self, prompt: str):
-        """Text embeddings, computed once per distinct prompt (the paper re-encodes only on a change)."""
-        if prompt not in self._cache:
-            self._check_prompt(prompt)
-            self.encode_calls += 1
-            self._cache[prompt] = self._encode(self.params, jnp.asarray(self._tokenize([prompt])))
-        return self._cache[prompt]
+        """Text embeddings of ``prompt``, encoded only when it is not among the ``prompt_cache_size`` most recently
+        used prompts (the paper re-encodes only on a change; a live stream may see unboundedly many prompts)."""
+        if prompt in self._cache:
+            self._cache.move_to_end(prompt)
+            return self._cache[prompt]
+        self._check_prompt(prompt)
+        self.encode_calls += 1
+        cond = self._encode(self.text_params, jnp.asarray(self.text_encoder.tokenize([prompt])))
+        self._cache[prompt] = cond
+        while len(self._cache) > self.prompt_cache_size:
+            self._cache.popitem(last=False)
+        return cond
 
     def _null(self):
         return self._cond("") if self.guidance else None
@@ -355,12 +375,16 @@ class Streamer:
             stats.time_to_first_frame = time.perf_counter() - t0
             emitted += K
             yield first[: num_frames]
+        profile, step0 = self.profile or ProfileWindow(None), step  # profiled steps: emitted chunks, from 0
         while num_frames is None or emitted < num_frames:
             t = time.perf_counter()
             extra = () if video is None else (self._guide(video, step), jnp.float32(strength))
-            state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w, *extra)
+            profile.before_step(step - step0)
+            with profile.annotate(step - step0, "buffer_step"):
+                state, chunk = self._step(self.params, state, self._cond(prompt_at(emitted)), self._null(), w, *extra)
+                chunk = np.asarray(chunk[0])  # waits for the device
+            profile.after_step(step - step0)
             step += 1
-            chunk = np.asarray(chunk[0])  # waits for the device
             stats.chunk_seconds.append(time.perf_counter() - t)
             if emitted == 0:
                 stats.time_to_first_frame = time.perf_counter() - t0

@@ -23,8 +23,8 @@ from flax import nnx
 from streamdit_jax import flow
 from streamdit_jax.partition import MicroStepTable, micro_step_table
 from streamdit_jax.sampling.buffer import DenoiseFn, integrate, model_denoise_fn
-from streamdit_jax.training.config import TrainConfig
-from streamdit_jax.training.steps import TrainState, apply_gradients, batch_latents, drop_text
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.training.steps import TrainState, apply_gradients, batch_latents, batch_text
 
 
 def segment_start(latents: jax.Array, x0: jax.Array, table: MicroStepTable) -> jax.Array:
@@ -57,22 +57,22 @@ def distillation_loss(student_velocity, x, target, table: MicroStepTable):
     return flow.flow_matching_loss(student_velocity, teacher_velocity, mask)
 
 
-def distill_loss(params, teacher_params, graphdef, latents, tokens, rng, cfg: TrainConfig):
+def distill_loss(params, teacher_params, graphdef, latents, batch, rng, cfg: TrainConfig):
     """Mean distillation loss of one batch (teacher frozen, guided; student conditional, one step)."""
     table = micro_step_table(cfg.distill_partition(), cfg.schedule)
     x0 = flow.gaussian_noise(rng, latents.shape, latents.dtype)
     x = segment_start(latents, x0, table)
     teacher = nnx.merge(graphdef, teacher_params)
-    cond = teacher.encode_text(tokens)
+    cond = batch_text(teacher, batch, rng, 0.0)
     guided = cfg.distill.guidance > 1.0
     # rate 1.0 drops every prompt whatever the key, so sharing x0's key changes nothing (kept: the bundled
     # student's run reproduces); split it before using another rate here
-    null = teacher.encode_text(drop_text(rng, tokens, 1.0)) if guided else None
+    null = batch_text(teacher, batch, rng, 1.0) if guided else None
     target = teacher_target(model_denoise_fn(graphdef), teacher_params, x, cond, null,
                             jnp.float32(cfg.distill.guidance), table)
     student = nnx.merge(graphdef, params)
     tau = jnp.broadcast_to(jnp.asarray(table.tau_now[0]), x.shape[:2])
-    v = student(x, tau, *student.encode_text(tokens))  # conditional only: the student never sees guidance
+    v = student(x, tau, *batch_text(student, batch, rng, 0.0))  # conditional only: never guided
     per_example = distillation_loss(v, x, target, table)
     return jnp.mean(per_example), per_example
 
@@ -83,7 +83,7 @@ def distill_step(state: TrainState, teacher_params: Any, batch: dict, *, graphde
     rng = jax.random.fold_in(state.rng, state.step)
     latents = batch_latents(batch, cfg)
     (loss, _), grads = jax.value_and_grad(distill_loss, has_aux=True)(
-        state.params, teacher_params, graphdef, latents, batch["tokens"], rng, cfg)
+        state.params, teacher_params, graphdef, latents, batch, rng, cfg)
     return apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
 
 

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.fileio import write_text_atomic
-from streamdit_jax.training.config import TrainConfig
-from streamdit_jax.training.restore import (AUTOENCODER_DIR, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
-                                            file_digests, load_for_inference, resolve_saved_config)
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax import weights
+from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
+                                   file_digests, load_for_inference, resolve_saved_config)
+from streamdit_jax.weights import SAFETENSORS_FILE
 
 COMMIT_MARKER = "commit_success.txt"  # orbax writes the absolute path it committed to into these
 
@@ -57,6 +59,29 @@ def export_for_inference(workdir: str, output: str, dtype: str = "float16", step
         out.save(int(step), {"ema_params": small}, export_config(cfg), {INFERENCE_EXPORT: info}, force=True)
     finally:
         out.close()
+    if cfg.autoencoder:
+        copy_autoencoder(cfg.autoencoder, output, replace=True)
+    seal_export(output)
+    return info
+
+
+def export_safetensors(workdir: str, output: str, dtype: str = "float32", step: int | None = None) -> dict:
+    """Writes the EMA parameters of WORKDIR's checkpoint (cast to ``dtype``) as OUTPUT/model.safetensors (dotted
+    names: ``weights.tensor_name``), the portable config as OUTPUT/config.json, its autoencoder into
+    OUTPUT/autoencoder and the integrity record; ``load_for_inference`` reads the directory back (cast to the
+    model's param dtype). Returns the description (also stored as the safetensors metadata, as strings)."""
+    cfg, _, params = load_for_inference(workdir, step)
+    if step is None and not os.path.isfile(os.path.join(workdir, SAFETENSORS_FILE)):
+        src = Checkpointer(workdir, async_save=False, create=False)
+        step = src.latest_step()
+        src.close()
+    small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
+    info = {"source": os.path.basename(os.path.normpath(os.path.abspath(workdir))), "step": int(step or 0),
+            "dtype": str(jnp.dtype(dtype)), "params": int(sum(x.size for x in jax.tree.leaves(small)))}
+    os.makedirs(output, exist_ok=True)
+    weights.save(os.path.join(output, SAFETENSORS_FILE), small,
+                 {"format": "streamdit_jax", **{k: str(v) for k, v in info.items()}})
+    write_text_atomic(os.path.join(output, CONFIG_JSON), json.dumps(export_config(cfg), indent=1) + "\n")
     if cfg.autoencoder:
         copy_autoencoder(cfg.autoencoder, output, replace=True)
     seal_export(output)

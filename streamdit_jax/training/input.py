@@ -13,7 +13,8 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from streamdit_jax.data import pipeline, tfds_builders
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.models.conditioned import text_encoder_of
 
 
 def dataset_dir(cfg: TrainConfig, workdir: str) -> str:
@@ -104,5 +105,6 @@ def train_data_iterator(cfg: TrainConfig, workdir: str):
     source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir,
                               split=tfds.split_for_jax_process("train"))
     ds = pipeline.make_train_dataset(source, window_len=cfg.buffer_len, batch_size=cfg.batch_size // jax.process_count(),
-                                     seed=cfg.seed, max_text_len=cfg.model.text.max_len)
+                                     seed=cfg.seed,
+                                     tokenize=text_encoder_of(cfg.model).tokenize)
     return iter(ds)

@@ -28,8 +28,10 @@ from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.models import learned_autoencoder
-from streamdit_jax.training import distill, restore, sampling_preview, steps
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax import restore
+from streamdit_jax.profiling import ProfileWindow
+from streamdit_jax.training import distill, sampling_preview, steps
+from streamdit_jax.configs import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +245,7 @@ def load_teacher(cfg: TrainConfig, mesh):
 
 def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfig, str], Iterator],
           *, stop_after: Optional[int] = None, time_limit_s: Optional[float] = None,
-          show_progress: bool = True) -> steps.TrainState:
+          show_progress: bool = True, profile_steps: Optional[tuple[int, int]] = None) -> steps.TrainState:
     """Trains to ``cfg.total_steps`` (or ``stop_after`` steps / ``time_limit_s`` seconds in this call), resuming
     from WORKDIR. Stopping early for any reason (limit, SIGTERM) writes a checkpoint first.
 
@@ -252,6 +254,9 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
 
     ``data_iterator_fn(cfg, workdir)`` returns this process's iterator of numpy batches with grain-style
     ``get_state()``/``set_state()``.
+
+    ``profile_steps`` (A, B) writes a ``jax.profiler`` trace of steps A..B-1 (the state's step numbers) to
+    WORKDIR/profile (WORKDIR/profile/process_<i> with several processes); see ``streamdit_jax.profiling``.
     """
     os.makedirs(workdir, exist_ok=True)
     host0 = jax.process_index() == 0
@@ -278,12 +283,16 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                                           f"missing or unreadable ({type(e).__name__}: {e})") from e
         check_resumable(saved, saved_config)
         graphdef, tx, target, shardings = steps.abstract_train_state(cfg, mesh)
-        restore.verify_step_sizes(os.path.join(ckpt.directory, str(ckpt.latest_step())))
+        step_dir = os.path.join(ckpt.directory, str(ckpt.latest_step()))
+        restore.verify_step_sizes(step_dir)
         try:
-            state, _, data_state = ckpt.restore(target)
+            # a run saved while the DiT owned its text encoder resumes in that layout (restore.to_legacy_layout)
+            legacy = restore.is_legacy_params(restore.saved_tree(os.path.join(step_dir, "state")).get("params"))
+            state, _, data_state = ckpt.restore(restore.to_legacy_layout(target) if legacy else target)
+            state = restore.from_legacy_layout(state) if legacy else state
         except Exception as e:  # tensorstore / orbax errors of a damaged or truncated checkpoint
             raise restore.CheckpointError(
-                f"cannot resume from {os.path.join(ckpt.directory, str(ckpt.latest_step()))!r}: "
+                f"cannot resume from {step_dir!r}: "
                 f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''} (delete that "
                 f"step's directory to resume from an earlier checkpoint, or use a new --workdir)") from e
         if data_state:
@@ -303,6 +312,10 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     window_start = time.monotonic()
     end = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
+    profile_dir = os.path.join(workdir, "profile")
+    if jax.process_count() > 1:  # every process traces its own devices; one directory each keeps them apart
+        profile_dir = os.path.join(profile_dir, f"process_{jax.process_index()}")
+    profile = ProfileWindow(profile_steps, profile_dir)
     try:
         with parallel.activate(mesh):
             while step < end:
@@ -319,14 +332,18 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                         distill_step = parallel.compile_then_sync(
                             distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding), "distill_step")
                         train_step = lambda s, b: distill_step(s, teacher, b)
-                batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v, batch_shapes[k])
-                         for k, v in local.items()}
-                state, metrics = train_step(state, batch)
-                if window:
-                    # One step in flight, no more: the device runs this step while the host waits for the previous
-                    # one and prepares the next batch. Without the wait, dispatch runs dozens of steps ahead, so
-                    # the progress bar, the time limit and a SIGTERM would all act on steps not yet computed.
-                    check_finite(window[-1], step, ckpt)
+                profile.before_step(step)
+                with profile.annotate(step, "train"):
+                    batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v, batch_shapes[k])
+                             for k, v in local.items()}
+                    state, metrics = train_step(state, batch)
+                    if window:
+                        # One step in flight, no more: the device runs this step while the host waits for the
+                        # previous one and prepares the next batch. Without the wait, dispatch runs dozens of steps
+                        # ahead, so the progress bar, the time limit and a SIGTERM would all act on steps not yet
+                        # computed.
+                        check_finite(window[-1], step, ckpt)
+                profile.after_step(step, (state, metrics))
                 window.append(metrics)
                 step += 1
                 bar.update(1)
@@ -355,4 +372,5 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
         ckpt.close()
         writer.close()
         preempt.restore()
+        profile.close()  # a run that stopped inside the window (limit, SIGTERM, error) still writes its trace
     return state

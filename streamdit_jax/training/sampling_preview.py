@@ -8,11 +8,11 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax import parallel
-from streamdit_jax.data.pipeline import float_to_frames
-from streamdit_jax.models.text import tokenize_bytes
+from streamdit_jax.pixels import float_to_frames
+from streamdit_jax.models.conditioned import text_encoder_of
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.configs import TrainConfig
 
 PREVIEW_PROMPTS = ("a red circle moving right", "a blue square moving up")
 
@@ -33,7 +33,7 @@ class Preview:
                                                "preview_step")
         self.encode = parallel.compile_then_sync(jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t)),
                                                  "preview_encode")
-        self.tokens = jnp.asarray(tokenize_bytes(self.prompts, cfg.model.text.max_len))
+        self.tokens = jnp.asarray(text_encoder_of(cfg.model).tokenize(self.prompts))
 
     def frames(self, params, seed: int = 0) -> np.ndarray:
         """uint8 [prompts, frames, H, W, 3]."""

@@ -15,12 +15,12 @@ import optax
 from flax import nnx
 
 from streamdit_jax import flow, parallel
-from streamdit_jax.data.pipeline import frames_to_float
-from streamdit_jax.models.dit import StreamDiT
+from streamdit_jax.pixels import frames_to_float
+from streamdit_jax.models.conditioned import ConditionedModel
 from streamdit_jax.models.factory import abstract_model
 from streamdit_jax.models.text import BOS, PAD
 from streamdit_jax.partition import mixed_chunk_tau
-from streamdit_jax.training.config import OptimConfig, TrainConfig
+from streamdit_jax.configs import OptimConfig, TrainConfig
 
 
 @flax.struct.dataclass
@@ -66,7 +66,32 @@ def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
     return jnp.where(drop, null, tokens)
 
 
-def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig, steady=None):
+def batch_text(model, batch: dict, rng, rate: float):
+    """(embeddings [b, L, D], mask [b, L]) of a batch's prompts, each replaced by the null prompt with probability
+    ``rate`` (CFG training; 0: none, 1: all).
+
+    On the fly: ``batch["tokens"]`` through the trained model's own text encoder (``model.encode_text``; gradients
+    reach it). Precomputed (a frozen encoder run once over the captions): ``batch["text"]`` and ``batch["text_mask"]``,
+    with the null prompt's embeddings ``batch["null_text"]`` [1, L, D] / ``batch["null_text_mask"]`` [1, L] when
+    ``rate`` > 0. Both draw the same drop decisions from the same key."""
+    if "tokens" in batch:
+        tokens = batch["tokens"]
+        return model.encode_text(drop_text(rng, tokens, rate) if rate > 0 else tokens)
+    missing = [k for k in ("text", "text_mask") + (("null_text", "null_text_mask") if rate > 0 else ())
+               if k not in batch]
+    if missing:
+        raise ValueError(f"a batch needs 'tokens' (text encoded on the fly) or precomputed 'text' + 'text_mask' "
+                         f"(+ 'null_text' + 'null_text_mask' for caption dropout {rate}); missing {missing} of "
+                         f"{sorted(batch)}")
+    text, mask = batch["text"], batch["text_mask"]
+    if rate > 0:
+        drop = jax.random.bernoulli(rng, rate, (text.shape[0], 1))
+        text = jnp.where(drop[..., None], batch["null_text"].astype(text.dtype), text)
+        mask = jnp.where(drop, batch["null_text_mask"].astype(mask.dtype), mask)
+    return text, mask
+
+
+def buffered_fm_loss(params, graphdef, latents, batch, rng, cfg: TrainConfig, steady=None):
     """Eq. 5 loss of one batch: per-example chunk size c ~ mix, per-chunk tau (Eq. 8), one X0 per buffer,
     velocity target (Eq. 3), reference frames masked out. Returns (mean loss, aux).
 
@@ -79,7 +104,7 @@ def buffered_fm_loss(params, graphdef, latents, tokens, rng, cfg: TrainConfig, s
     x_tau = flow.interpolate(latents, x0, tau)
     target = flow.velocity_target(latents, x0)
     model = nnx.merge(graphdef, params)
-    text, text_mask = model.encode_text(drop_text(drop_rng, tokens, cfg.text_dropout))
+    text, text_mask = batch_text(model, batch, drop_rng, cfg.text_dropout)
     v = model(x_tau, tau, text, text_mask)
     per_example = flow.flow_matching_loss(v, target, mix.frame_mask())
     return jnp.mean(per_example), (per_example, chunk)
@@ -125,8 +150,9 @@ def batch_latents(batch: dict, cfg: TrainConfig) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
-    """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C], "tokens": [b, L]}. A non-finite loss or gradient leaves the state unchanged (metrics['finite'] = 0), so the
-    loop can stop with the last good parameters."""
+    """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C]} with the prompts as
+    "tokens" [b, L] or precomputed embeddings (``batch_text``). A non-finite loss or gradient leaves the state
+    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters."""
     rng = jax.random.fold_in(state.rng, state.step)
     latents = batch_latents(batch, cfg)
     steady = None
@@ -136,7 +162,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
                              f"data pipeline's SampleWindow emits it); this batch has {sorted(batch)}")
         steady = batch["steady"]
     (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
-        state.params, graphdef, latents, batch["tokens"], rng, cfg, steady)
+        state.params, graphdef, latents, batch, rng, cfg, steady)
     new_state, metrics = apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
     for c in cfg.chunk_sizes:  # loss per chunk size: how each partition of the mix is learned
         sel = (chunk == c).astype(jnp.float32)
@@ -171,7 +197,7 @@ def create_train_state(cfg: TrainConfig, mesh, init_params=None):
 
     def init(given):
         params = given if given is not None else nnx.to_pure_dict(
-            nnx.split(StreamDiT(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
+            nnx.split(ConditionedModel(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
         return init_train_state(params, tx, cfg.seed)
 
     with parallel.activate(mesh):

@@ -5,7 +5,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
-from streamdit_jax.data import shapes
+from streamdit_jax import shapes_world as shapes
 from streamdit_jax.models.config import (MODEL_CONFIGS, ModelConfig, check_bool, check_int, check_real, check_str,
                                          get_model_config, is_int)
 from streamdit_jax.parallel import MeshConfig

@@ -19,16 +19,23 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+import orbax.checkpoint as ocp
+from etils import epath
+from flax import nnx
+
 from streamdit_jax import parallel
-from streamdit_jax.checkpoint import SIZES_FILE, Checkpointer, file_sizes
+from streamdit_jax.checkpoint import SIZES_FILE, STATE, Checkpointer, file_sizes
+from streamdit_jax.configs import TrainConfig
+from streamdit_jax.models.factory import abstract_model
 from streamdit_jax.models.learned_autoencoder import is_autoencoder_dir
-from streamdit_jax.training import steps
-from streamdit_jax.training.config import TrainConfig
+from streamdit_jax.weights import SAFETENSORS_FILE, WeightsMismatch
+from streamdit_jax import weights
 
 
 INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-only export
 AUTOENCODER_DIR = "autoencoder"  # a workdir's / export's own copy of its learned autoencoder
 INTEGRITY_FILE = "integrity.json"  # an export's {relative path: sha256} of every file the loader reads
+CONFIG_JSON = "config.json"  # a safetensors export's config (beside weights.SAFETENSORS_FILE)
 
 
 class CheckpointError(ValueError):
@@ -95,12 +102,14 @@ def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) 
                           f"{AUTOENCODER_DIR}/ (train one with `python -m experiments.train_autoencoder`)")
 
 
-def file_digests(root: str, folders=("checkpoints", AUTOENCODER_DIR)) -> dict[str, str]:
-    """{path relative to ``root``: sha256} of every file under ``root``'s ``folders``: an export's integrity
-    record (``verify_integrity`` checks it)."""
+def file_digests(root: str, entries=("checkpoints", AUTOENCODER_DIR, SAFETENSORS_FILE, CONFIG_JSON)) -> dict[str, str]:
+    """{path relative to ``root``: sha256} of every file among ``root``'s ``entries`` (files, or folders walked):
+    an export's integrity record (``verify_integrity`` checks it). Entries that do not exist are skipped."""
     out = {}
-    for folder in folders:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder)):
+    for entry in entries:
+        if os.path.isfile(os.path.join(root, entry)):
+            out[entry] = _sha256(os.path.join(root, entry))
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, entry)):
             dirnames.sort()
             for name in sorted(filenames):
                 path = os.path.join(dirpath, name)
@@ -186,12 +195,99 @@ def check_finite_params(params, where: str) -> None:
                               + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
 
+# The trained model's parameters are {"denoiser": ..., "text_encoder": ...} (models.conditioned); checkpoints written
+# while the DiT owned its text encoder hold the DiT's entries at the top level beside "text_encoder".
+DENOISER, TEXT_ENCODER = "denoiser", "text_encoder"
+
+
+def is_legacy_params(tree) -> bool:
+    """Whether a parameter tree (or its metadata) has the older layout (no "denoiser" entry)."""
+    return isinstance(tree, Mapping) and DENOISER not in tree and "blocks" in tree
+
+
+def to_legacy_layout(tree):
+    """``tree`` with every parameter dict {"denoiser": d, "text_encoder": t} flattened to {**d, "text_encoder": t}
+    (also inside optimizer states, whose moments mirror the parameters): a restore target for older checkpoints."""
+    def convert(node):
+        if isinstance(node, Mapping) and DENOISER in node:
+            return {**node[DENOISER], **{k: v for k, v in node.items() if k != DENOISER}}
+        return node
+    return jax.tree.map(convert, tree, is_leaf=lambda n: isinstance(n, Mapping) and DENOISER in n)
+
+
+def from_legacy_layout(tree):
+    """The inverse of ``to_legacy_layout``."""
+    def convert(node):
+        if is_legacy_params(node):
+            return {DENOISER: {k: v for k, v in node.items() if k != TEXT_ENCODER},
+                    **({TEXT_ENCODER: node[TEXT_ENCODER]} if TEXT_ENCODER in node else {})}
+        return node
+    return jax.tree.map(convert, tree, is_leaf=is_legacy_params)
+
+
+def saved_tree(state_dir: str):
+    """The tree of a saved state item (orbax metadata: names, shapes and dtypes; no array is read)."""
+    return ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
+
+
+def restore_arrays(state_dir: str, target):
+    """The arrays of ``target`` (a tree of ShapeDtypeStruct with shardings: the place each lands) from a saved state
+    item: only those (an orbax partial restore: the EMA parameters of a training checkpoint are read without the
+    optimizer moments), in the older parameter layout when the checkpoint has it."""
+    legacy = is_legacy_params(saved_tree(state_dir).get("ema_params"))
+    item = to_legacy_layout(target) if legacy else target
+    restored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(
+        epath.Path(state_dir), args=ocp.args.PyTreeRestore(
+            item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True))
+    return from_legacy_layout(restored) if legacy else restored
+
+
+def abstract_params(cfg: TrainConfig, mesh, dtype=None):
+    """(graphdef, the model's parameters as ShapeDtypeStructs sharded on ``mesh`` per the logical rules)."""
+    graphdef, abstract = abstract_model(cfg.model)
+    shardings = nnx.to_pure_dict(parallel.state_shardings(abstract, mesh))
+    return graphdef, jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, dtype or a.dtype, sharding=s),
+                                  nnx.to_pure_dict(abstract), shardings)
+
+
+def load_safetensors_export(root: str, mesh=None):
+    """(TrainConfig, graphdef, parameters) of a safetensors export (``model.safetensors`` + ``config.json`` +
+    its ``autoencoder/``), its integrity record verified first, every tensor checked against the config."""
+    verify_integrity(root)
+    path = os.path.join(root, CONFIG_JSON)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {root!r}: its config {path!r} is missing or unreadable: {e}") from e
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint {root!r}: {path!r} does not hold a JSON object")
+    cfg = resolve_saved_config(saved, root)
+    if mesh is None:
+        mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    graphdef, target = abstract_params(cfg, mesh)
+    try:
+        params = weights.load(os.path.join(root, SAFETENSORS_FILE), target)
+    except WeightsMismatch as e:
+        raise CheckpointError(f"checkpoint {root!r}: {e}") from e
+    except Exception as e:  # safetensors' own errors of a damaged header or file
+        raise CheckpointError(f"checkpoint {root!r}: {os.path.join(root, SAFETENSORS_FILE)!r} cannot be read: "
+                              f"{_first_line(e)}") from e
+    check_finite_params(params, root)
+    return cfg, graphdef, params
+
+
 def load_for_inference(workdir: str, step: int | None = None, mesh=None):
-    """(TrainConfig, graphdef, EMA parameters) from a training WORKDIR or an export (its checkpoints/ folder),
-    placed on ``mesh`` with its sharding rules (default: one device). Distillation loads its teacher with the
-    student's mesh. An export's integrity record is verified first; restored parameters must be finite."""
+    """(TrainConfig, graphdef, EMA parameters) from a training WORKDIR, an orbax export (its checkpoints/ folder)
+    or a safetensors export (``model.safetensors``; ``step`` does not apply),
+    placed on ``mesh`` with its sharding rules (default: one device). Only the EMA parameters are read (never the
+    optimizer state). Distillation loads its teacher with the student's mesh. An export's integrity record is
+    verified first; restored parameters must be finite."""
+    if os.path.isfile(os.path.join(workdir, SAFETENSORS_FILE)):
+        return load_safetensors_export(workdir, mesh)
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise CheckpointError(f"checkpoint {workdir!r} not found: expected a training workdir holding checkpoints/")
+        raise CheckpointError(f"checkpoint {workdir!r} not found: expected a training workdir holding checkpoints/ "
+                              f"or an export holding checkpoints/ or {SAFETENSORS_FILE}")
     verify_integrity(workdir)
     try:
         ckpt = Checkpointer(workdir, async_save=False, create=False)
@@ -207,22 +303,18 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
         verify_step_sizes(step_dir)
         cfg = resolve_saved_config(_read_item(ckpt, "config", step, step_dir), workdir)
         export = _read_item(ckpt, "data", step, step_dir).get(INFERENCE_EXPORT)
-        if mesh is None:
-            mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
-        graphdef, _, target, _ = steps.abstract_train_state(cfg, mesh)
-        if export:  # EMA parameters only, stored in export["dtype"]
-            target = {"ema_params": jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct(a.shape, jnp.dtype(export["dtype"]), sharding=a.sharding),
-                target.ema_params)}
-        try:
-            state, _, _ = ckpt.restore(target, step)
-        except Exception as e:  # tensorstore / orbax / msgpack errors of damaged or mismatched arrays
-            raise CheckpointError(f"checkpoint {workdir!r}: the arrays in {os.path.join(step_dir, 'state')!r} "
-                                  f"cannot be restored: damaged, or they do not match its config "
-                                  f"({_first_line(e)}){_suspect_files(step_dir)}") from e
     finally:
         ckpt.close()
-    params = state["ema_params"] if export else state.ema_params
+    if mesh is None:
+        mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    # an export stores the EMA parameters in export["dtype"]
+    graphdef, target = abstract_params(cfg, mesh, jnp.dtype(export["dtype"]) if export else None)
+    try:
+        params = restore_arrays(os.path.join(step_dir, STATE), {"ema_params": target})["ema_params"]
+    except Exception as e:  # tensorstore / orbax / msgpack errors of damaged or mismatched arrays
+        raise CheckpointError(f"checkpoint {workdir!r}: the arrays in {os.path.join(step_dir, STATE)!r} "
+                              f"cannot be restored: damaged, or they do not match its config "
+                              f"({_first_line(e)}){_suspect_files(step_dir)}") from e
     check_finite_params(params, workdir)
     if export:
         dtype = jnp.dtype(cfg.model.param_dtype)

@@ -1,0 +1,46 @@
+"""The trained model: the velocity model plus, when it is trained with it, the text encoder.
+
+Parameters are ``{"denoiser": <StreamDiT>, "text_encoder": <trainable encoder>}``; a frozen text encoder (kept outside,
+its embeddings an input) leaves the second entry out. Checkpoints written before the velocity model stopped owning
+its encoder keep the DiT's entries at the top level beside ``text_encoder`` (``restore`` reads both layouts).
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+
+from streamdit_jax.models.config import ModelConfig
+from streamdit_jax.models.dit import StreamDiT
+from streamdit_jax.models.text import TextEncoder, make_text_encoder
+
+
+def text_encoder_of(cfg: ModelConfig) -> TextEncoder:
+    """The text encoder a model config selects, in the model's dtypes."""
+    return make_text_encoder(cfg.text, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
+
+
+class ConditionedModel(nnx.Module):
+    """``denoiser`` (StreamDiT) + ``text_encoder`` (the network of a trainable encoder, else None)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        encoder = text_encoder_of(cfg)
+        # built first: the same random stream initialises the same weights as before the split
+        self.text_encoder = encoder.module(rngs) if encoder.trainable else None
+        self.denoiser = StreamDiT(cfg, rngs=rngs)
+        self.cfg = cfg
+
+    def __call__(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
+        """The velocity (``StreamDiT.__call__``)."""
+        return self.denoiser(x, tau, text, text_mask)
+
+    def tokenize(self, prompts) -> np.ndarray:
+        """The text encoder's tokens of ``prompts`` (host side)."""
+        return text_encoder_of(self.cfg).tokenize(prompts)
+
+    def encode_text(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(embeddings, mask) of tokens by the trained encoder; a frozen encoder's embeddings come from outside."""
+        if self.text_encoder is None:
+            raise ValueError(f"model.text.kind={self.cfg.text.kind!r} is a frozen text encoder: encode with its "
+                             f"TextEncoder.encode and pass the embeddings in")
+        return self.text_encoder(tokens)

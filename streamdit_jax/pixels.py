@@ -1,0 +1,18 @@
+"""Pixel conversions shared by training data, autoencoders and streaming: uint8 frames <-> float32 in [-1, 1]."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def frames_to_float(frames: Any) -> Any:
+    """uint8 frames in [0, 255] -> float32 in [-1, 1] (numpy in, numpy out; jax in, jax out)."""
+    return frames.astype(jnp.float32) / 127.5 - 1.0
+
+
+def float_to_frames(x: Any) -> np.ndarray:
+    """Inverse of `frames_to_float` (clipped and rounded): float in [-1, 1] -> uint8 numpy frames."""
+    x = np.asarray(x, np.float32)
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
