@@ -68,7 +68,7 @@ def compile_train_step(mesh):
     fn = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sh)
     analytic = 3 * forward_flops(cfg.model, LATENT + (cfg.model.latent_channels,), batch=FLAGS.global_batch)
     with parallel.activate(mesh):  # only around tracing: abstract models are built outside any mesh context
-        return fn.lower(abstract_state, batch), analytic, cfg.model
+        return fn.lower(abstract_state, batch, None), analytic, cfg.model  # latent batches: no autoencoder
 
 
 def compile_buffer_step(mesh):

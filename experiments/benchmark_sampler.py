@@ -31,7 +31,7 @@ from streamdit_jax.models import forward_flops, get_model_config
 from streamdit_jax.models.factory import create_model
 from streamdit_jax.partition import Partition, micro_step_table
 from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, make_stream_start, model_denoise_fn
-from streamdit_jax.sampling.stream import GcPause, NoGcPause
+from streamdit_jax.sampling.stream_threads import GcPause, NoGcPause
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "tiny", "Model config.")
@@ -160,7 +160,7 @@ def main(argv):
             f"Matmul peak measured in the same run: {peak / 1e9:.1f} GFLOP/s ({peak_desc}). TTFF = stream start "
             f"(T2V over the buffer, T={partition.T} steps, plus fill) + first buffer step. Latencies per macro step "
             f"with the result waited for. RSS growth from chunk 100 to chunk {FLAGS.chunks}. 'GC paused': a second "
-            f"stream of {FLAGS.chunks} chunks inside streamdit_jax.sampling.stream.GcPause (no automatic cyclic GC; "
+            f"stream of {FLAGS.chunks} chunks inside streamdit_jax.sampling.stream_threads.GcPause (no automatic cyclic GC; "
             f"gc.collect(1) every 1000 chunks, timed). 'plain matmul (floor)': p99/p50 of one jitted float32 matmul "
             f"sized to the stream's p50, called {min(FLAGS.chunks, 3000)} times in the same run: the machine's own "
             f"latency tail, the floor under the stream's.")

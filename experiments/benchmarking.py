@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from streamdit_jax import reporting
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# shared with an export's TRAINING.md; the benchmark scripts call them by these names
+git_revision, machine = reporting.git_revision, reporting.machine
+markdown_table, loss_quarters = reporting.markdown_table, reporting.loss_quarters
 # latent [H, W] per model config at a 16-frame buffer (channels come from the model config)
 DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
 
@@ -21,32 +24,6 @@ DEFAULT_LATENT = {"tiny": (8, 8), "small": (16, 16), "streamdit_4b": (64, 64)}
 def model_overrides(dtype=None, param_dtype=None, attention_impl=None) -> dict:
     """ModelConfig overrides from benchmark flags, skipping the unset ones."""
     return {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype), ("attention_impl", attention_impl)) if v}
-
-
-def git_revision() -> str:
-    """Short HEAD revision (+ -dirty); STREAMDIT_GIT_REVISION overrides it where no .git travels (device runs)."""
-    if os.environ.get("STREAMDIT_GIT_REVISION"):
-        return os.environ["STREAMDIT_GIT_REVISION"]
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True).strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "streamdit_jax", "experiments"],
-                               cwd=REPO).returncode != 0
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> str:
-    dev = jax.devices()[0]
-    if dev.platform == "cpu":
-        model = platform.processor() or "cpu"
-        try:
-            with open("/proc/cpuinfo") as f:
-                model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        return f"CPU {model}, {os.cpu_count()} cores, jax {jax.__version__}"
-    return f"{jax.device_count()}x {dev.device_kind}, jax {jax.__version__}"
 
 
 def block(x):
@@ -94,13 +71,6 @@ def latency_jitter_floor(target_s: float, peak: float, iters: int = 3000) -> tup
     return float(np.percentile(t, 99) / np.percentile(t, 50)), float(np.median(t))
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def append_benchmark(path: str, title: str, table: str, notes: str = "") -> None:
     """Appends a dated section with command, machine and git revision to BENCHMARKS.md."""
     command = "python -m " + " ".join([sys.argv[0].replace(REPO + "/", "").replace("/", ".").removesuffix(".py")]
@@ -112,8 +82,3 @@ def append_benchmark(path: str, title: str, table: str, notes: str = "") -> None
         text += f"\n{notes}\n"
     with open(path, "a") as f:
         f.write(text)
-
-
-def loss_quarters(rows: list[dict]) -> list[dict]:
-    """The metrics.jsonl rows at the first log point, the quarters and the last one (a loss curve in 5 points)."""
-    return [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]

@@ -17,11 +17,12 @@ that do not exist). How each kind of field is represented:
   training config) = no distillation; ``from_dict`` gives unset fields DistillConfig's defaults. A distillation config
   (``distill_config_dict``) holds real values instead.
 
-A distillation config is merged on top of the teacher's saved config (experiments/distill.py ``student_config``),
-where a placeholder's None would overwrite the teacher's value; so ``distill_config_dict`` holds only what a
-distillation may choose: the scheme (not distill.teacher: the --teacher flag), the optimiser, the mesh, the run's loop
-settings (DISTILL_KEYS) and the data's number of clips and seed. Everything else (model, data world, buffer, chunk
-sizes, schedule, autoencoder) is the teacher's, and overriding it is refused as an unknown key.
+A distillation config is merged on top of the teacher's saved config
+(``streamdit_jax.training.distill_config.student_config``), where a placeholder's None would overwrite the teacher's
+value; so ``distill_config_dict`` holds only what a distillation may choose: the scheme (not distill.teacher: the
+--teacher flag), the optimiser, the mesh, the run's loop settings (DISTILL_KEYS) and the data's number of clips and
+seed. Everything else (model, data world, buffer, chunk sizes, schedule, autoencoder) is the teacher's, and overriding
+it is refused as an unknown key.
 
 The entry points parse their flags with ``experiments.flag_parsing.parse_flags`` (one line + exit 2 on any flag error).
 """
@@ -113,7 +114,7 @@ def config_dict(cfg: Optional[TrainConfig] = None, *, model_name: Optional[str] 
 
 def distill_config_dict(distill: DistillConfig = DistillConfig(), student: Optional[TrainConfig] = None
                         ) -> ConfigDict:
-    """A distillation config: the overlay experiments/distill.py merges on top of the teacher's saved config.
+    """A distillation config: the overlay ``student_config`` merges on top of the teacher's saved config.
 
     Holds every DistillConfig field but ``teacher`` (the --teacher flag), the optimiser, ``mesh``, DISTILL_KEYS and
     DISTILL_DATA_KEYS, with the values of ``distill`` and ``student`` (default TrainConfig())."""

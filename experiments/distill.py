@@ -20,12 +20,11 @@ from ml_collections import config_flags
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import BUNDLED, fail
 from streamdit_jax import parallel
-from streamdit_jax.checkpoint import Checkpointer
-from streamdit_jax.configs import TrainConfig
 from streamdit_jax.profiling import parse_profile_steps
+from streamdit_jax.training.distill_config import student_config
 from streamdit_jax.training.input import check_training_inputs, train_data_iterator
 from streamdit_jax.training.loop import ConfigMismatchError, NonFiniteError, train
-from streamdit_jax.restore import CheckpointError, resolve_saved_config
+from streamdit_jax.restore import CheckpointError
 
 config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
@@ -37,34 +36,6 @@ flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace
                     "'Profiling').")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
-
-
-def merge(base: dict, overrides: dict) -> dict:
-    """``overrides`` on top of ``base``; nested dicts merge key by key."""
-    out = dict(base)
-    for k, v in overrides.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def student_config(teacher: str, overrides: dict) -> TrainConfig:
-    """The teacher's saved config with the distillation config on top (the model always stays the teacher's)."""
-    try:
-        ckpt = Checkpointer(teacher, async_save=False)
-        if ckpt.latest_step() is None:
-            raise CheckpointError(f"teacher {teacher!r} holds no checkpoint")
-        saved = ckpt.read_config()
-        ckpt.close()
-    except (OSError, ValueError, FileNotFoundError) as e:
-        raise CheckpointError(f"teacher {teacher!r} cannot be read: {e}") from e
-    # the teacher's paths as they are on this machine (its own autoencoder copy), wherever it was trained
-    saved = resolve_saved_config(saved, teacher).to_dict()
-    if "model" in overrides:
-        raise ValueError("a distillation config must not set `model`: the student is the teacher's model")
-    d = merge(saved, overrides)
-    d["distill"] = {**(d.get("distill") or {}), "teacher": teacher}  # a config without a distill block: defaults
-    d["init_from"] = ""  # the student starts from the teacher, whatever the teacher itself was started from
-    return TrainConfig.from_dict(d)
 
 
 def main(argv):

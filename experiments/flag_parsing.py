@@ -64,7 +64,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as e:
         message = str(e)
-    except (AttributeError, KeyError) as e:  # config_flags looks an unknown override up in the ConfigDict
+    except (AttributeError, KeyError):  # config_flags looks an unknown override up in the ConfigDict
         message = unknown_override(argv)
         if message is None:
             raise

@@ -25,24 +25,21 @@ a warning naming it. An output that cannot be written after all (ffmpeg failed, 
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
-import threading
-import time
 
+import jax
 import numpy as np
 from absl import app, flags
 
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import (build_streamer, check_sampling_flags, checked, define_stream_flags, fail,
                                    parse_prompts, quiet_library_logs)
-from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.pixels import frames_to_float
 from streamdit_jax.profiling import ProfileWindow, parse_profile_steps
-from streamdit_jax.sampling.stream import LivePrompt, check_int, check_seed
-from streamdit_jax.sampling.video_io import ProgressiveWriter, VideoWriteError, check_fps, check_video_path, read_video
+from streamdit_jax.sampling.live import Pacer, ScheduleRecorder, StreamOutput, start_reading
+from streamdit_jax.sampling.schedules import LivePrompt, check_int, check_seed
+from streamdit_jax.sampling.video_io import ProgressiveWriter, check_fps, check_video_path, read_video
 
 define_stream_flags()
 flags.DEFINE_bool("pause_gc", True, "Keep Python's cyclic GC out of the chunks (GcPause: steadier chunk latency).")
@@ -61,46 +58,6 @@ flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace
                     "START..STOP-1 (counted from 0, warm-up not included) to --profile_dir (see README 'Profiling').")
 flags.DEFINE_string("profile_dir", "", "Where --profile_steps writes its trace (default: OUTPUT.profile).")
 FLAGS = flags.FLAGS
-
-
-def read_live_prompts(live: LivePrompt, lines, say) -> None:
-    """Thread body: every non-empty line becomes the live prompt (end of input keeps the last one)."""
-    for line in lines:
-        prompt = line.strip()
-        if prompt:
-            live.set(prompt)
-            say(f"live: next prompt {prompt!r}")
-
-
-class WholeChunks:
-    """Ctrl-C inside ``with`` waits for its end, so a chunk is written whole and counted; elsewhere (waiting for
-    frames, pacing) it interrupts at once, as usual."""
-
-    def __init__(self):
-        self.inside, self.pending = False, False
-        signal.signal(signal.SIGINT, self._on_sigint)
-
-    def _on_sigint(self, signum, frame):
-        if not self.inside:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    def __enter__(self):
-        self.inside = True
-
-    def __exit__(self, exc_type, *exc):
-        self.inside = False
-        if self.pending and exc_type is None:
-            raise KeyboardInterrupt
-
-
-def write_schedule_record(path: str, seed: int, num_frames: int, prompts: dict, sampling: dict) -> None:
-    """One JSONL line in experiments.evaluate's schedule format (plus the sampling settings), replaced atomically.
-    Switches at frames not yet written (the denoising thread runs a few chunks ahead) are left out."""
-    kept = {str(f): p for f, p in sorted(prompts.items()) if f < num_frames or f == 0}
-    record = {"seed": seed, "num_frames": num_frames, "prompts": kept,
-              "sampling": sampling}
-    write_text_atomic(path, json.dumps(record) + "\n")
 
 
 def check_flags() -> dict[int, str]:
@@ -139,7 +96,8 @@ def main(argv):
             frames = read_video(FLAGS.input_video, cfg.data.frame_size, FLAGS.num_frames or None)
         except ValueError as e:
             fail(f"--input_video: {e}")
-        video = np.asarray(cfg.make_autoencoder().encode(frames_to_float(frames)))
+        autoencoder = cfg.make_autoencoder()
+        video = np.asarray(jax.jit(autoencoder.encode)(autoencoder.params, frames_to_float(frames)))
         print(f"video-to-video from {FLAGS.input_video}: {len(frames)} frames at strength {FLAGS.strength}")
     from tqdm import tqdm
     total = FLAGS.num_frames or None
@@ -147,46 +105,25 @@ def main(argv):
         total = len(video) if total is None else min(total, len(video))
     bar = tqdm(total=total, unit="frame", desc="stream")
     say = lambda message: tqdm.write(message, file=sys.stderr)
-    live, record, recorded = None, FLAGS.output + ".schedule.jsonl", {}
-    if FLAGS.live:
-        live = LivePrompt(schedule[0])
-        threading.Thread(target=read_live_prompts, args=(live, sys.stdin, say), daemon=True,
-                         name="streamdit-stdin").start()
-    written, first_frame_at, chunks, late, write_error, in_file = 0, None, 0, 0, None, 0
-    whole_chunks = WholeChunks()
+    live = recorder = pacer = None
+    if FLAGS.live:  # real time, so that typing follows the video; the switches kept as a replayable record
+        live, pacer = LivePrompt(schedule[0]), Pacer(FLAGS.fps)
+        recorder = ScheduleRecorder(FLAGS.output + ".schedule.jsonl", live, FLAGS.seed, streamer.sampling_settings())
+        start_reading(live, sys.stdin, say)
+    output = StreamOutput(writer, pacer, recorder)  # ends at Ctrl-C too, a chunk being written finishing first
     try:
-        for frames in streamer.frames(live or schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength):
-            if live is not None:  # real time: frame i is written at i / fps seconds, so typing follows the video
-                first_frame_at = first_frame_at or time.perf_counter()
-                wait = first_frame_at + written / FLAGS.fps - time.perf_counter()
-                chunks += 1
-                late += wait < -1.0 / FLAGS.fps  # more than a frame behind: a viewer would have seen a stall
-                time.sleep(max(0.0, wait))
-            with whole_chunks:
-                writer.write(frames)
-                written += len(frames)
-            bar.update(len(frames))
-            if live is not None and live.schedule() != recorded:
-                if not recorded:
-                    say("live: streaming; type a prompt and press Enter to switch")
-                recorded = live.schedule()
-                write_schedule_record(record, FLAGS.seed, written, recorded, streamer.sampling_settings())
-    except KeyboardInterrupt:
-        pass
-    except VideoWriteError as e:  # ffmpeg went away mid-stream
-        write_error = e
+        output.write_all(streamer.frames(live or schedule, total, FLAGS.seed, video=video, strength=FLAGS.strength),
+                         on_chunk=lambda frames: bar.update(len(frames)),
+                         on_recording=lambda: say("live: streaming; type a prompt and press Enter to switch"))
     finally:
         bar.close()
         streamer.profile.close()  # a stream that ended inside the window still writes its trace
         if streamer.profile.written:
             print(f"wrote the profile trace to {streamer.profile.log_dir}", file=sys.stderr)
-        try:  # also when the stream itself failed: finalise what was written
-            in_file = writer.close()  # read back: the frames the file holds, all those written
-        except VideoWriteError as e:
-            write_error = write_error or e
-        if live is not None and written:
-            write_schedule_record(record, FLAGS.seed, written, live.schedule(), streamer.sampling_settings())
-            print(f"live session's schedule (replay or score with experiments.evaluate --schedules=): {record}")
+        in_file = output.close()  # also when the stream itself failed; read back: the frames the file holds
+        if recorder is not None and output.written:
+            print(f"live session's schedule (replay or score with experiments.evaluate --schedules=): {recorder.path}")
+    written, write_error = output.written, output.error
     if write_error is not None:
         fail(f"{write_error} ({written} frames were sent to it)", code=1)
     if not in_file:
@@ -197,9 +134,10 @@ def main(argv):
     print(f"wrote {FLAGS.output}: {in_file} frames, time to first frame {stats['time_to_first_frame_s']:.2f} s, "
           f"p50 {stats['p50_chunk_ms']:.1f} ms / p99 {stats['p99_chunk_ms']:.1f} ms per chunk, "
           f"{stats['frames_per_second']:.1f} frames/s")
-    if live is not None:
-        print(f"real time at {FLAGS.fps} frames/s: {late} of {chunks} chunks more than a frame late"
-              + (" (the model is slower than --fps: lower --fps or --steps_per_chunk)" if late > chunks // 10 else ""))
+    if pacer is not None:
+        print(f"real time at {FLAGS.fps} frames/s: {pacer.late} of {pacer.chunks} chunks more than a frame late"
+              + (" (the model is slower than --fps: lower --fps or --steps_per_chunk)"
+                 if pacer.late > pacer.chunks // 10 else ""))
 
 
 if __name__ == "__main__":

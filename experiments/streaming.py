@@ -13,14 +13,14 @@ import warnings
 
 from streamdit_jax.models.text import PromptTruncatedWarning
 from streamdit_jax.sampling.pretrained import check_sampling_args, load_streamer
-from streamdit_jax.sampling.stream import normalize_schedule
+from streamdit_jax.sampling import schedule_io
 
-SAMPLING_FLAGS = ("chunk", "steps_per_chunk", "guidance", "reference_frames", "warmup_frames")
+SAMPLING_FLAGS = schedule_io.SAMPLING_KEYS  # the shared sampling flags are named as a record's sampling block
 
 _CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
-# the default model of stream / evaluate / demo / distill: the DiT on the learned autoencoder's latents (issue 4)
+# the default model of stream / evaluate / demo / distill: the DiT on the learned autoencoder's latents
 BUNDLED = os.path.join(_CHECKPOINTS, "shapes_latent")
-# the patch-autoencoder model: the teacher of RESULTS.md's tables and of the bundled distilled student (issue 5)
+# the patch-autoencoder model: the teacher of RESULTS.md's tables and of the bundled distilled student
 PATCH_TEACHER = os.path.join(_CHECKPOINTS, "shapes_small")
 
 
@@ -95,19 +95,7 @@ def check_sampling_flags() -> None:
 
 def parse_prompts(text: str) -> dict[int, str]:
     """--prompts 'frame:prompt;frame:prompt' -> {frame: prompt}, or exit 2 naming the bad entry."""
-    if not text.strip():
-        fail("--prompts is empty; give e.g. --prompts='0:a red circle moving left'")
-    schedule = {}
-    for part in text.split(";"):
-        frame, sep, prompt = part.partition(":")
-        if not sep or not frame.strip().isdigit() or not prompt.strip():
-            fail(f"--prompts entry {part!r} is malformed; expected 'frame:prompt' with an integer frame")
-        schedule[int(frame)] = prompt.strip()
-    try:
-        normalize_schedule(schedule)
-    except ValueError as e:
-        fail(f"--prompts: {e}")
-    return schedule
+    return checked(schedule_io.parse_prompts, text, "--prompts")
 
 
 def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,

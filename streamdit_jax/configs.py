@@ -66,8 +66,10 @@ class DataConfig:
     video_dir: str = ""  # video_folder only: folder of .mp4 + captions.jsonl
     frame_size: int = 32
     clip_len: int = 64
+    """Frames per clip: one array_record example, read whole for every training window (at most MAX_CLIP_BYTES)."""
     num_clips: int = 512
     num_val_clips: int = 16
+    """shapes_world: clips rendered for the train and validation splits."""
     two_object_prob: float = 0.0
     # shapes_world only: how often, and which, attributes change inside a clip (shapes.ShapesWorldConfig)
     mean_switch_interval: float = 48.0
@@ -174,7 +176,7 @@ class TrainConfig:
     chunk_probs: Optional[tuple[float, ...]] = None
     # plain T2V examples (c = B - K) only from windows whose caption holds at every frame (batch["steady"]); the
     # others draw among the remaining sizes. Why: a window is captioned by its newest frame, so one with a switch
-    # teaches T2V a caption its older frames do not show. Measured (WORKSPACE.md "Session 8"): the fine-tune with it
+    # teaches T2V a caption its older frames do not show. Measured (WORKSPACE.md, the steady-T2V fine-tune): training with it
     # made the bundled model hold and turn to the prompt's direction over long streams.
     t2v_steady_windows: bool = False
     schedule: NoiseSchedule = NoiseSchedule()

@@ -59,7 +59,7 @@ class ShapesWorldConfig:
     mean_switch_interval: mean number of frames between attribute switches (geometric intervals); math.inf: never.
     switch_weights: relative odds that a switch changes the (shape, colour, motion) of an object. Motion is the one
       attribute a denoiser can read off its own noisy frames when the caption agrees with them, so a world with
-      more motion switches is what teaches a model to obey the caption's direction (WORKSPACE "Issue 4").
+      more motion switches is what teaches a model to obey the caption's direction (WORKSPACE.md, "why direction was never learned").
     background: RGB of the plain background; must differ from every object colour.
     """
 

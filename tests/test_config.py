@@ -89,7 +89,7 @@ EXPECTED = {
     'chunk_ablation:1': {**_ABLATION, 'chunk_sizes': [1]},
     'chunk_ablation:4,8,16': {**_ABLATION, 'chunk_sizes': [4, 8, 16]},
 }
-# distill_shapes.py before it was generated: the overlay experiments/distill.py merges on the teacher's config
+# distill_shapes.py before it was generated: the overlay student_config merges on the teacher's config
 DISTILL_BEFORE = {
     'batch_size': 4, 'checkpoint_every': 50, 'data': {'num_clips': 256, 'seed': 1},
     'distill': {'chunk': 2, 'guidance': 3.0, 'reference_frames': 0, 'steps_per_chunk': 16}, 'ema_decay': 0.99,
@@ -146,12 +146,12 @@ def test_every_config_file_is_pinned_and_holds_every_train_config_field():
 
 @pytest.mark.parametrize("teacher", ["shapes_small", "shapes_latent"])
 def test_distill_shapes_gives_the_student_config_it_gave_before_plus_a_size_1_context_axis(teacher):
-    from experiments import distill
+    from streamdit_jax.training.distill_config import student_config
     teacher = os.path.join(REPO, "experiments", "checkpoints", teacher)
-    before = distill.student_config(teacher, DISTILL_BEFORE)
+    before = student_config(teacher, DISTILL_BEFORE)
     overlay = load("distill_shapes").to_dict()
     assert flat(overlay).items() >= flat(DISTILL_BEFORE).items()  # it only gained keys, with values...
-    after = distill.student_config(teacher, overlay)
+    after = student_config(teacher, overlay)
     # ...that equal the bundled teachers' own, but for the mesh, which now names the (size 1) context axis too
     assert dataclasses.replace(after, mesh=before.mesh) == before
     assert dict(after.mesh.axes) == {**dict(before.mesh.axes), "context": 1}

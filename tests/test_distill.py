@@ -98,7 +98,7 @@ def test_the_teacher_is_guided_and_the_student_is_one_conditional_call():
     graphdef, _, state, _ = steps.create_train_state(cfg, mesh)
     student_params, teacher_params = perturb(state.params, 4), perturb(state.params, 5)
     batch = fixed_batch()
-    latents = steps.batch_latents(batch, cfg)
+    latents = steps.batch_latents(batch, cfg, cfg.make_autoencoder().params)
     rng = jax.random.key(6)
     _, per_example = distill.distill_loss(student_params, teacher_params, graphdef, latents, batch, rng, cfg)
     # the same loss by hand: the teacher's s=2 micro steps WITH guidance w=3, the student's plain conditional call
@@ -223,7 +223,7 @@ def run_distill(mesh, n):
     losses = []
     with parallel.activate(mesh):
         for _ in range(n):
-            state, metrics = step(state, teacher, batch)
+            state, metrics = step(state, teacher, batch, steps.replicated_autoencoder_params(cfg, mesh))
             losses.append(float(metrics["loss"]))
     return state, losses
 

@@ -254,3 +254,52 @@ def _timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+class RenderedStreamer:
+    """Stands in for a Streamer: streams the rendered clip of each schedule's seed (whose captions the schedule
+    holds) in 8-frame chunks."""
+
+    def __init__(self, clips):
+        self.clips = {seed: clip for seed, clip in zip(SEEDS, clips)}
+        self.streamed = []
+
+    def frames(self, schedule, num_frames, seed):
+        self.streamed.append(seed)
+        video = self.clips[seed].frames[:num_frames]
+        for i in range(0, num_frames, 8):
+            yield video[i:i + 8]
+
+    def sampling_settings(self):
+        return {"chunk": 8}
+
+
+def _dict_schedule(captions):
+    return {f: c for f, c in enumerate(captions) if f == 0 or c != captions[f - 1]}
+
+
+def test_the_driver_streams_every_schedule_and_scores_them_as_evaluate_many_does(clips):
+    from streamdit_jax.evaluation.driver import evaluate_streamer
+    schedules = [{"seed": s, "num_frames": T, "prompts": _dict_schedule(c.captions)} for s, c in zip(SEEDS, clips)]
+    lines = []
+    result = evaluate_streamer(RenderedStreamer(clips), schedules[:3], window=32, log=lines.append)
+    expected = evaluate_many([(c.frames, s["prompts"]) for c, s in zip(clips, schedules[:3])], window=32)
+    assert {k: v for k, v in result.items() if k not in ("frames_per_second", "sampling")} == expected
+    assert result["sampling"] == {"chunk": 8} and result["frames_per_second"] > 0
+    assert lines == [f"schedule {i}/3: {T} frames" for i in (1, 2, 3)]
+    one = evaluate_streamer(RenderedStreamer(clips), schedules[:1])  # no stream after the compiling one
+    assert np.isnan(one["frames_per_second"])
+
+
+def test_the_driver_checks_every_schedule_before_streaming_any(clips):
+    from streamdit_jax.evaluation.driver import evaluate_streamer
+    streamer = RenderedStreamer(clips)
+    good = {"seed": 0, "num_frames": 16, "prompts": {0: "a red circle moving left"}}
+    for bad, needle in [({**good, "prompts": {0: "hello"}}, "schedule 2 is malformed (schedule entry 0: caption"),
+                        ({**good, "seed": -1}, "schedule 2 is malformed (seed=-1 must be")]:
+        with pytest.raises(ValueError) as e:
+            evaluate_streamer(streamer, [good, bad])
+        assert needle in str(e.value)
+    with pytest.raises(ValueError, match="window=0 must be an int >= 1"):
+        evaluate_streamer(streamer, [good], window=0)
+    assert streamer.streamed == []

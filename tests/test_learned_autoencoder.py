@@ -39,7 +39,7 @@ def test_save_load_round_trip_gives_identical_encodings_and_standardised_latents
     ae = lae.load_autoencoder(path)
     assert ae.factor == 4 and ae.latent_shape((5, 16, 16, 3)) == (5, 4, 4, 4) and ae.info["note"] == "untrained, for tests"
     frames = frames_to_float(shapes.render(0, 16, shapes.ShapesWorldConfig(frame_size=16)).frames)
-    z = np.asarray(ae.encode(frames))
+    z = np.asarray(ae.encode(ae.params, frames))
     assert z.shape == (16, 4, 4, 4)
     # the statistics were measured on exactly these frames: standardised latents have mean 0, std 1 per channel
     np.testing.assert_allclose(z.reshape(-1, 4).mean(0), 0.0, atol=1e-4)
@@ -47,7 +47,7 @@ def test_save_load_round_trip_gives_identical_encodings_and_standardised_latents
     fresh = lae.new_autoencoder(TINY_AE, 0)
     raw = np.asarray(fresh.encode(frames))
     np.testing.assert_allclose(z * ae.scale + ae.shift, raw, rtol=1e-4, atol=1e-5)
-    y = np.asarray(ae.decode(jnp.asarray(z)))
+    y = np.asarray(ae.decode(ae.params, jnp.asarray(z)))
     assert y.shape == frames.shape and y.min() >= -1.0 and y.max() <= 1.0
     with pytest.raises(ValueError, match="not divisible"):
         ae.latent_shape((1, 18, 18, 3))

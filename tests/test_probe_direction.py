@@ -1,9 +1,10 @@
-"""experiments.probe_direction: per-word direction accuracy of constant-prompt streams, scored by the evaluator."""
+"""evaluation.direction_probe (run by experiments.probe_direction): per-word direction accuracy of constant-prompt
+streams, scored by the evaluator."""
 import math
 
 import pytest
 
-from experiments.probe_direction import format_probe, probe
+from streamdit_jax.evaluation.direction_probe import format_probe, probe
 from streamdit_jax import shapes_world as shapes
 
 WORLD = shapes.ShapesWorldConfig(frame_size=32, max_objects=1, mean_switch_interval=math.inf)

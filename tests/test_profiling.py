@@ -17,7 +17,6 @@ from flax import nnx
 from helpers import subprocess_env, tiny_model
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
-from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.profiling import ProfileWindow, parse_profile_steps
 from streamdit_jax.sampling.stream import Streamer
 
@@ -129,7 +128,7 @@ def test_the_streamer_traces_its_emitting_buffer_steps_counted_from_0_after_the_
     ae = PatchAutoencoder(2)
     window = ProfileWindow((1, 3), str(tmp_path))
     streamer = Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12),
-                        lambda lat: float_to_frames(ae.decode(lat)), warmup_frames=4, profile=window)
+                        ae, warmup_frames=4, profile=window)
     frames = np.concatenate(list(streamer.frames("a red circle moving left", 10)))
     assert frames.shape[0] == 10
     window.close()

@@ -186,7 +186,7 @@ def test_emitted_frames_equal_an_independent_numpy_euler_integration_over_the_fu
     entering noise over tau_0 .. tau_T: the start hands over the T2V state at the right step and the stream
     continues it with no level skipped or repeated (on this field one level off changes the frame, guarded)."""
     run = run_stream(case, schedule)
-    p, grid = run.partition, run.grid()
+    grid = run.grid()
     emitted = run.emitted()
     for f in range(len(emitted)):
         path = euler_path_np(run.noise(f), run.a[f], grid)

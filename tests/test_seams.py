@@ -76,8 +76,7 @@ def test_the_streamer_encodes_each_prompt_once_and_keeps_only_the_most_recent_pr
     model = tiny_model(seed=1, latent_channels=12, window=(4, 2, 2))
     graphdef, params = nnx.split(model)
     ae = PatchAutoencoder(2)
-    s = Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12),
-                 lambda lat: float_to_frames(ae.decode(lat)), prompt_cache_size=2)
+    s = Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12), ae, prompt_cache_size=2)
     a, b, c = "a red circle", "a blue square", "a green triangle"
     for prompt in (a, b, a, b):
         s._cond(prompt)
@@ -89,7 +88,7 @@ def test_the_streamer_encodes_each_prompt_once_and_keeps_only_the_most_recent_pr
     s._cond(a)
     assert s.encode_calls == 4 and len(s._cache) == 2
     with pytest.raises(ValueError, match="prompt_cache_size=0 must be an int >= 1"):
-        Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12), ae.decode, prompt_cache_size=0)
+        Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12), ae, prompt_cache_size=0)
 
 
 # --- inference without training ---------------------------------------------------------------------------------
@@ -212,3 +211,58 @@ def test_a_safetensors_file_that_does_not_match_its_config_is_refused_naming_the
     export.seal_export(out)
     with pytest.raises(CheckpointError, match=r"'denoiser.final.out.bias' has shape \(31,\), the model expects"):
         load_for_inference(out)
+
+
+# --- the autoencoder is a model with parameters and a streaming state -------------------------------------------
+
+class CausalRepeatAutoencoder(PatchAutoencoder):
+    """A causal toy: video frame t is the running mean of latent frames 0..t (a decoder with memory), each shown
+    ``temporal_factor`` times. Its streaming state is the running sum and count."""
+
+    temporal_factor = 2
+
+    def decode(self, params, latents):
+        count = jnp.arange(1, latents.shape[1] + 1, dtype=latents.dtype)[None, :, None, None, None]
+        return self._show(params, jnp.cumsum(latents, axis=1) / count)
+
+    def _show(self, params, means):
+        return jnp.repeat(PatchAutoencoder.decode(self, params, means), self.temporal_factor, axis=1)
+
+    def init_decode_state(self, params, latent_chunk_shape):
+        return {"sum": jnp.zeros((latent_chunk_shape[0],) + tuple(latent_chunk_shape[2:])), "count": jnp.zeros(())}
+
+    def decode_chunk(self, params, state, latents):
+        count = state["count"] + jnp.arange(1, latents.shape[1] + 1, dtype=latents.dtype)[None, :, None, None, None]
+        sums = state["sum"][:, None] + jnp.cumsum(latents, axis=1)
+        return {"sum": sums[:, -1], "count": count[0, -1, 0, 0, 0]}, self._show(params, sums / count)
+
+
+def test_the_streamer_carries_the_decoders_state_so_chunks_decode_like_the_whole_stream():
+    model = tiny_model(seed=1, latent_channels=12, window=(4, 2, 2))
+    graphdef, params = nnx.split(model)
+    ae = CausalRepeatAutoencoder(2)
+    s = Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12), ae)
+    latents = np.concatenate(list(s.latents("a red circle moving left", 12, seed=4)))
+    chunks = list(s.frames("a red circle moving left", 12, seed=4))
+    assert [len(c) for c in chunks] == [4] * 6  # c = 2 latent frames -> 2 x temporal_factor video frames
+    whole = float_to_frames(ae.decode(ae.params, jnp.asarray(latents)[None])[0])
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    # a decoder restarted at every chunk (no carried state) gives other frames after the first chunk
+    fresh = np.concatenate([float_to_frames(ae.decode(ae.params, jnp.asarray(latents[i:i + 2])[None])[0])
+                            for i in range(0, 12, 2)])
+    assert not np.array_equal(fresh[4:], whole[4:])
+
+
+def test_a_learned_autoencoders_weights_are_arguments_of_the_compiled_programs_not_constants(tmp_path):
+    from test_learned_autoencoder import saved_tiny_autoencoder
+    from streamdit_jax.models import learned_autoencoder as lae
+    ae = lae.load_autoencoder(saved_tiny_autoencoder(tmp_path / "ae"))
+    decode = jax.jit(ae.decode)
+    z = jax.random.normal(jax.random.key(0), (3, 4, 4, 4))
+    other = jax.tree.map(lambda x: x * 1.5, ae.params)
+    a, b = np.asarray(decode(ae.params, z)), np.asarray(decode(other, z))
+    assert not np.array_equal(a, b) and decode._cache_size() == 1  # new weights, same program
+    lowered = jax.jit(ae.encode).lower(ae.params, jnp.zeros((2, 16, 16, 3))).as_text()
+    kernel = ae.params["net"]["enc_out"]["kernel"]
+    main = next(line for line in lowered.splitlines() if "func.func public @main(" in line)
+    assert f"tensor<{'x'.join(map(str, kernel.shape))}xf32>" in main  # the weights are arguments of the program

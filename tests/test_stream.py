@@ -7,11 +7,11 @@ import pytest
 from flax import nnx
 
 from helpers import tiny_model
-from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling import buffer
-from streamdit_jax.sampling.stream import LivePrompt, Streamer, normalize_schedule
+from streamdit_jax.sampling.schedules import LivePrompt, normalize_schedule
+from streamdit_jax.sampling.stream import Streamer
 
 AE = PatchAutoencoder(2)
 
@@ -19,7 +19,7 @@ AE = PatchAutoencoder(2)
 def make_streamer(partition, window=(4, 2, 2), **kw):
     model = tiny_model(seed=1, latent_channels=12, window=window)
     graphdef, params = nnx.split(model)
-    return Streamer(graphdef, params, partition, (4, 4, 12), lambda lat: float_to_frames(AE.decode(lat)), **kw)
+    return Streamer(graphdef, params, partition, (4, 4, 12), AE, **kw)
 
 
 def collect(streamer, schedule, num_frames, seed=0):
@@ -148,15 +148,15 @@ def test_denoising_and_decoding_run_on_background_threads_and_errors_reach_the_c
     import threading
     names = []
     s = make_streamer(Partition.from_buffer(8, 2, 1))
-    decode = s.decode
-    s.decode = lambda lat: (names.append(threading.current_thread().name), decode(lat))[1]
+    decode = s._decode_chunk
+    s._decode_chunk = lambda p, state, lat: (names.append(threading.current_thread().name), decode(p, state, lat))[1]
     frames = np.concatenate(list(s.frames("a red circle moving left", 10)))
     assert len(frames) == 10 and set(names) == {"streamdit-decode"}
 
-    def broken(lat):
+    def broken(p, state, lat):
         raise RuntimeError("decoder exploded")
 
-    s.decode = broken
+    s._decode_chunk = broken
     with pytest.raises(RuntimeError, match="decoder exploded"):
         list(s.frames("a red circle moving left", 10))
     assert not [t for t in threading.enumerate() if t.name.startswith("streamdit-")]
@@ -164,7 +164,7 @@ def test_denoising_and_decoding_run_on_background_threads_and_errors_reach_the_c
 
 def test_gc_pause_disables_automatic_collection_collects_every_n_chunks_and_restores_the_state():
     import gc
-    from streamdit_jax.sampling.stream import GcPause
+    from streamdit_jax.sampling.stream_threads import GcPause
     assert gc.isenabled()
     with GcPause(collect_every=3) as pause:
         assert not gc.isenabled()
@@ -307,10 +307,10 @@ def _no_compiling(monkeypatch, s):
 def test_the_streamer_refuses_a_guidance_scale_that_is_not_finite_in_1_to_100_naming_it(streamer, value):
     shown = repr(float(value)) if isinstance(value, float) else repr(value)
     with pytest.raises(ValueError, match=rf"guidance_scale={re.escape(shown)} must be a finite number in \[1, 100\]"):
-        Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.decode,
+        Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.autoencoder,
                  guidance_scale=value)
     for off in (None, 1, 1.0):
-        assert Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.decode,
+        assert Streamer(streamer.graphdef, streamer.params, streamer.partition, (4, 4, 12), streamer.autoencoder,
                         guidance_scale=off).guidance is None
 
 

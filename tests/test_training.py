@@ -57,13 +57,14 @@ def run_steps(cfg, mesh, batch, n):
     with parallel.activate(mesh):
         gbatch = jax.device_put(batch, bs)
         for _ in range(n):
-            state, m = step(state, gbatch)
+            state, m = step(state, gbatch, steps.replicated_autoencoder_params(cfg, mesh))
             metrics.append(jax.device_get(m))
     return graphdef, state, metrics
 
 
 def eval_loss(cfg, graphdef, params, batch, seed=123):
-    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), cfg.make_autoencoder())
+    ae = cfg.make_autoencoder()
+    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), ae, ae.params)
     no_drop = cfg.__class__(**{**cfg.__dict__, "text_dropout": 0.0})
     loss, _ = steps.buffered_fm_loss(params, graphdef, latents, {"tokens": jnp.asarray(batch["tokens"])},
                                      jax.random.PRNGKey(seed), no_drop)
@@ -125,8 +126,9 @@ def test_every_experiment_config_survives_a_json_round_trip_unchanged(name):
     import json
     overrides = importlib.import_module(f"experiments.configs.{name}").get_config().to_dict()
     if name.startswith("distill"):  # an overlay on the teacher's saved config
-        from experiments import distill
-        cfg = distill.student_config(distill.BUNDLED, overrides)
+        from experiments.streaming import BUNDLED
+        from streamdit_jax.training.distill_config import student_config
+        cfg = student_config(BUNDLED, overrides)
     else:
         cfg = TrainConfig.from_dict(overrides)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from streamdit_jax import shapes_world as shapes
+from streamdit_jax import video_reader
 
 VERSION = "1.0.0"
 SUMMARY_FILE = "build_summary.json"
@@ -143,9 +144,10 @@ class ShapesWorld(tfds.core.GeneratorBasedBuilder):
 class VideoFolderBuilderConfig(tfds.core.BuilderConfig):
     """video_dir holds the videos and captions_file (relative to video_dir unless absolute).
 
-    Frames are centre-cropped to the target aspect, resized to frame_size (height, width) (area filter when
-    shrinking, bilinear when enlarging), every frame_stride-th frame is kept, and each video is cut into
-    non-overlapping clips of clip_len frames (a remainder shorter than clip_len is dropped).
+    Frames are read by ``video_reader.iter_frames`` (as video-to-video input is): centre-cropped to the target
+    aspect, resized to frame_size (height, width) (area filter when shrinking, bilinear when enlarging), every
+    frame_stride-th frame is kept, and each video is cut into non-overlapping clips of clip_len frames (a remainder
+    shorter than clip_len is dropped).
     """
 
     video_dir: str = ""
@@ -177,34 +179,11 @@ def video_folder_config(video_dir: str, *, clip_len: int = 64, frame_size: int |
                                     description=f"clips of the videos in {video_dir}")
 
 
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop uint8 [h, w, 3] to the aspect of size = (height, width), then resize to it."""
-    from PIL import Image  # a dependency of imageio
-
-    h, w = frame.shape[:2]
-    th, tw = size
-    if h * tw > w * th:  # too tall
-        ch = max(1, round(w * th / tw))
-        frame = frame[(h - ch) // 2:(h - ch) // 2 + ch]
-    elif h * tw < w * th:  # too wide
-        cw = max(1, round(h * tw / th))
-        frame = frame[:, (w - cw) // 2:(w - cw) // 2 + cw]
-    if frame.shape[:2] == (th, tw):
-        return np.ascontiguousarray(frame)
-    shrink = frame.shape[0] >= th and frame.shape[1] >= tw
-    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(frame).resize((tw, th), resample=resample))
-
-
 def read_clips(path: str, clip_len: int, size: tuple[int, int], frame_stride: int = 1) -> Iterator[np.ndarray]:
     """Yield non-overlapping uint8 [clip_len, H, W, 3] clips of a video, streaming (one clip in memory at a time)."""
-    import imageio.v3 as iio
-
     clip = []
-    for i, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
-        if i % frame_stride:
-            continue
-        clip.append(resize_frame(np.asarray(frame)[..., :3], size))
+    for frame in video_reader.iter_frames(path, size, frame_stride):
+        clip.append(frame)
         if len(clip) == clip_len:
             yield np.stack(clip)
             clip = []

@@ -339,18 +339,19 @@ def evaluate_stream(frames, schedule: schedule_lib.Schedule, window: int = 64,
     return {
         "frames": len(scores.captions),
         **{m: float(v.mean()) for m, v in per_metric.items()},
-        "switch_lag_frames": _mean_or_none([s["lag"] for s in lags]),
-        "num_switches": len(lags),
-        "switch_lags": lags,
-        "drift_points": _drift(windows, window),
-        "settled_drift_points": _settled_drift(windows, window),
-        "window": window,
-        "windows": windows,
+        **_switches_and_windows(lags, windows, window),
         "size_jitter": _mean_or_none(scores.size_jitter),
         "size_jitter_samples": int(len(scores.size_jitter)),
         "position_jitter": _mean_or_none(scores.position_jitter),
         "position_jitter_samples": int(len(scores.position_jitter)),
     }
+
+
+def _switches_and_windows(lags: list, windows: list, window: int) -> dict:
+    """The switch-lag, drift and per-window entries of a result (one video's, or pooled over videos)."""
+    return {"switch_lag_frames": _mean_or_none([s["lag"] for s in lags]), "num_switches": len(lags),
+            "switch_lags": lags, "drift_points": _drift(windows, window),
+            "settled_drift_points": _settled_drift(windows, window), "window": window, "windows": windows}
 
 
 def _weighted(results: Sequence[dict], key: str, weight: str) -> float | None:
@@ -386,13 +387,7 @@ def evaluate_many(videos: Iterable[tuple[np.ndarray, schedule_lib.Schedule]], wi
         "videos": len(results),
         "frames": sum(r["frames"] for r in results),
         **{m: _weighted(results, m, "frames") for m in METRICS},
-        "switch_lag_frames": _mean_or_none([s["lag"] for s in lags]),
-        "num_switches": len(lags),
-        "switch_lags": lags,
-        "drift_points": _drift(windows, window),
-        "settled_drift_points": _settled_drift(windows, window),
-        "window": window,
-        "windows": windows,
+        **_switches_and_windows(lags, windows, window),
         "size_jitter": _weighted(results, "size_jitter", "size_jitter_samples"),
         "size_jitter_samples": sum(r["size_jitter_samples"] for r in results),
         "position_jitter": _weighted(results, "position_jitter", "position_jitter_samples"),

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 
+from streamdit_jax.models.autoencoder import PerFrameDecoding
+
 CONFIG_FILE = "autoencoder.json"
 PARAMS_FILE = "params.msgpack"
 
@@ -131,17 +133,24 @@ class ConvAutoencoder(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LearnedAutoencoder:
-    """A trained ConvAutoencoder with its latent statistics, behind PatchAutoencoder's interface (latent_shape,
-    encode, decode): encode returns standardised latents (zero mean, unit variance per channel on training frames).
-    Frozen; usable inside jit (the parameters become constants of the compiled program)."""
+class LearnedAutoencoder(PerFrameDecoding):
+    """A trained ConvAutoencoder with its latent statistics behind the ``VideoAutoencoder`` interface: encode returns
+    standardised latents (zero mean, unit variance per channel on training frames). ``params`` = {"net": the
+    network's parameters, "shift": [C] mean and "scale": [C] std of raw latents}: arguments of every jitted function
+    that encodes or decodes, never constants compiled into it."""
 
     config: ConvAutoencoderConfig
     graphdef: nnx.GraphDef
-    params: nnx.State
-    shift: np.ndarray  # [C] per-channel mean of raw latents
-    scale: np.ndarray  # [C] per-channel std of raw latents
+    params: dict
     info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def shift(self) -> np.ndarray:
+        return np.asarray(self.params["shift"])
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.asarray(self.params["scale"])
 
     @property
     def factor(self) -> int:
@@ -158,30 +167,16 @@ class LearnedAutoencoder:
             raise ValueError(f"frame size {h}x{w} is not divisible by the learned autoencoder's factor {f}")
         return t, h // f, w // f, self.config.latent_channels
 
-    def __post_init__(self):
-        # compiled once per input shape; inside an outer jit (the train step) they simply inline
-        object.__setattr__(self, "_encode", jax.jit(self._encode_impl))
-        object.__setattr__(self, "_decode", jax.jit(self._decode_impl))
-
-    def _model(self) -> ConvAutoencoder:
-        return nnx.merge(self.graphdef, self.params)
-
-    def _encode_impl(self, frames):
-        z = self._model().encode(frames)
-        return (z - jnp.asarray(self.shift, z.dtype)) / jnp.asarray(self.scale, z.dtype)
-
-    def _decode_impl(self, latents):
-        z = latents * jnp.asarray(self.scale, latents.dtype) + jnp.asarray(self.shift, latents.dtype)
-        return jnp.clip(self._model().decode(z.astype(jnp.float32)), -1.0, 1.0)
-
-    def encode(self, frames: jax.Array) -> jax.Array:
+    def encode(self, params, frames: jax.Array) -> jax.Array:
         """Frames [..., H, W, 3] in [-1, 1] -> standardised latents [..., H/f, W/f, C]."""
         self.latent_shape((1,) + tuple(frames.shape[-3:]))
-        return self._encode(frames)
+        z = nnx.merge(self.graphdef, params["net"]).encode(frames)
+        return (z - params["shift"].astype(z.dtype)) / params["scale"].astype(z.dtype)
 
-    def decode(self, latents: jax.Array) -> jax.Array:
+    def decode(self, params, latents: jax.Array) -> jax.Array:
         """Latents [..., h, w, C] -> frames [..., h f, w f, 3] in [-1, 1]."""
-        return self._decode(latents)
+        z = latents * params["scale"].astype(latents.dtype) + params["shift"].astype(latents.dtype)
+        return jnp.clip(nnx.merge(self.graphdef, params["net"]).decode(z.astype(jnp.float32)), -1.0, 1.0)
 
 
 def new_autoencoder(config: ConvAutoencoderConfig, seed: int = 0) -> ConvAutoencoder:
@@ -258,8 +253,9 @@ def load_autoencoder(path: str) -> LearnedAutoencoder:
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path!r}: parameters do not match the architecture in {CONFIG_FILE}: {e}") from e
     nnx.replace_by_pure_dict(abstract, jax.tree.map(jnp.asarray, pure))
-    return LearnedAutoencoder(config, graphdef, abstract, np.asarray(meta["shift"], np.float32),
-                              np.asarray(meta["scale"], np.float32), meta.get("info", {}))
+    params = {"net": abstract, "shift": jnp.asarray(meta["shift"], jnp.float32),
+              "scale": jnp.asarray(meta["scale"], jnp.float32)}
+    return LearnedAutoencoder(config, graphdef, params, meta.get("info", {}))
 
 
 def latent_statistics(encode_fn, batches: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.partition import Partition
-from streamdit_jax.sampling.stream import Streamer, check_guidance, check_int
+from streamdit_jax.sampling.schedules import check_guidance, check_int
+from streamdit_jax.sampling.stream import Streamer
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax.restore import load_for_inference
 
@@ -83,7 +83,7 @@ def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chu
     warmup_frames = partition.B - partition.K if warmup_frames is None else warmup_frames
     autoencoder = cfg.make_autoencoder()
     latent = autoencoder.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
-    streamer = Streamer(graphdef, params, partition, latent, lambda lat: float_to_frames(autoencoder.decode(lat)),
+    streamer = Streamer(graphdef, params, partition, latent, autoencoder,
                         schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc,
                         warmup_frames=warmup_frames, queue_size=queue_size)
     return cfg, streamer

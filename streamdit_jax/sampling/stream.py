@@ -4,7 +4,7 @@ The stream starts from the cached uniform T2V trajectory (``make_stream_start``)
 ``buffer_step`` forever. ``warmup_frames`` (ours, not the paper's) runs that many frames' macro steps before the
 first emitted frame and discards them: with one buffer's worth (B - K frames) every emitted frame entered the buffer
 as fresh noise and was denoised by the stream, not taken over from the T2V pass (which, for the bundled model,
-ignores the direction word; WORKSPACE.md "Session 8"). A prompt schedule {frame index: prompt} is applied per macro
+ignores the direction word; measured in WORKSPACE.md). A prompt schedule {frame index: prompt} is applied per macro
 step: the step that emits the chunk starting at stream frame f denoises with the prompt active at f, so frames
 before a switch never change; a ``LivePrompt`` instead takes switches from any thread while streaming. Prompts are
 encoded only when they change. Denoising and decoding run on two background threads linked by bounded queues (the
@@ -21,13 +21,11 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
-import gc
-import math
 import queue
 import threading
 import time
 import warnings
-from typing import Callable, Iterator, Mapping, Optional, Union
+from typing import Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,135 +34,14 @@ from flax import nnx
 
 from streamdit_jax.models.conditioned import text_encoder_of
 from streamdit_jax.models.text import PromptTruncatedWarning, TextEncoder
+from streamdit_jax.models.autoencoder import VideoAutoencoder
 from streamdit_jax.partition import NoiseSchedule, Partition
+from streamdit_jax.pixels import float_to_frames
 from streamdit_jax.profiling import ProfileWindow
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, make_v2v_start, model_denoise_fn
-
-Schedule = Union[str, Mapping[int, str], "LivePrompt"]
-
-MAX_GUIDANCE = 100.0  # classifier-free guidance scales in use are ~2-10; above this a value is a typo
-MAX_SEED = 2 ** 32 - 1  # the noise key takes 32 bits of the seed: larger or negative seeds would repeat these streams
-
-
-def _show(value) -> str:
-    """A value as a message names it: plain floats (nan, 3.5), ints, else repr."""
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    if isinstance(value, np.integer):
-        return str(int(value))
-    return repr(value)
-
-
-def check_guidance(value, name: str = "guidance_scale") -> Optional[float]:
-    """A classifier-free guidance scale: None (no guidance) or a finite number in [1, MAX_GUIDANCE], 1 meaning no
-    guidance; returned as a float. Scales below 1 are refused rather than read as "off" (they would mean
-    extrapolating away from the prompt, which this sampler never does); ValueError names the value and the range."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or \
-            not math.isfinite(value) or not 1.0 <= value <= MAX_GUIDANCE:
-        raise ValueError(f"{name}={_show(value)} must be a finite number in [1, {MAX_GUIDANCE:g}] (1: no "
-                         f"classifier-free guidance)")
-    return float(value)
-
-
-def check_int(value, name: str, minimum: int = 0, maximum: Optional[int] = None, allow_none: bool = False,
-              meaning: str = "") -> Optional[int]:
-    """``value`` as an int when it is an integer (not a bool) in [minimum, maximum] (None too if ``allow_none``), else
-    ValueError naming it and the valid range (``meaning`` appended in parentheses)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum or \
-            (maximum is not None and value > maximum):
-        valid = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
-        valid += " or None" if allow_none else ""
-        raise ValueError(f"{name}={_show(value)} must be {valid}" + (f" ({meaning})" if meaning else ""))
-    return int(value)
-
-
-def check_seed(value, name: str = "seed") -> int:
-    return check_int(value, name, 0, MAX_SEED, meaning="the noise key uses 32 bits")
-
-
-def normalize_schedule(schedule: Schedule) -> list[tuple[int, str]]:
-    """A prompt or {frame: prompt} -> sorted [(frame, prompt)] starting at frame 0; errors name the bad entry."""
-    if isinstance(schedule, str):
-        schedule = {0: schedule}
-    if not isinstance(schedule, Mapping):
-        raise ValueError(f"a prompt schedule is a prompt string or a {{frame: prompt}} mapping (or a LivePrompt for "
-                         f"Streamer), got {type(schedule).__name__}: {schedule!r:.80}")
-    if not schedule:
-        raise ValueError("the prompt schedule is empty; give at least {0: 'a prompt'}")
-    items = []
-    for frame, prompt in schedule.items():
-        if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool) or frame < 0:
-            raise ValueError(f"schedule entry {frame!r}: frame indices must be integers >= 0")
-        if not isinstance(prompt, str):
-            raise ValueError(f"schedule entry {frame}: prompt must be a string, got {prompt!r}")
-        items.append((int(frame), prompt))
-    items.sort()
-    if items[0][0] != 0:
-        raise ValueError(f"the prompt schedule has no prompt at frame 0 (first entry at frame {items[0][0]})")
-    return items
-
-
-class LivePrompt:
-    """A prompt that any thread may change while a Streamer streams it: the interactive half of Sec. 6.
-
-    Pass it to ``Streamer.latents`` / ``Streamer.frames`` in place of a schedule. ``set(prompt)`` takes effect at the
-    next macro step the stream starts. The chunks already denoised keep the old prompt: in ``Streamer.frames`` those
-    waiting in its two queues and the two in flight, at most 2 x ``queue_size`` + 2 chunks, reach the viewer first;
-    after them the buffer's own delay (a frame is denoised over the whole buffer, Sec. 5).
-    The stream records every switch at the emitted-frame index where it took effect: ``schedule()`` is then an
-    ordinary {frame: prompt} schedule that replays the same stream exactly (same seed and sampling settings), so a
-    live session can be reproduced, scored by the evaluator, or forked.
-    """
-
-    def __init__(self, prompt: str):
-        self._lock = threading.Lock()
-        self._pending = self._check(prompt)
-        self._applied: list[tuple[int, str]] = []
-
-    @staticmethod
-    def _check(prompt) -> str:
-        if not isinstance(prompt, str):
-            raise ValueError(f"a live prompt must be a string, got {prompt!r}")
-        return prompt
-
-    def set(self, prompt: str) -> None:
-        """Switch to ``prompt`` from the next macro step on (thread-safe; the last call before that step wins)."""
-        prompt = self._check(prompt)
-        with self._lock:
-            self._pending = prompt
-
-    def at(self, frame: int) -> str:
-        """The prompt for the macro step that emits from stream frame ``frame``; records it when it changed.
-
-        Called by the Streamer in stream order. The first read for a frame fixes that frame's prompt (the stream
-        start, its warm-up and the first emitted step all read frame 0), so a ``set`` lands at the next frame read
-        and the recorded schedule replays exactly."""
-        with self._lock:
-            if self._applied:
-                last_frame, last_prompt = self._applied[-1]
-                if frame < last_frame:
-                    raise ValueError(f"live prompt read for frame {frame} after frame {last_frame}: a stream reads "
-                                     f"its frames in order")
-                if frame == last_frame or self._pending == last_prompt:
-                    return last_prompt
-            self._applied.append((int(frame), self._pending))
-            return self._pending
-
-    def reset(self) -> None:
-        """Forget the recorded switches (a new stream starts at frame 0 with the current prompt)."""
-        with self._lock:
-            self._applied = []
-
-    def schedule(self) -> dict[int, str]:
-        """{frame: prompt} of the switches applied so far: a schedule that replays the stream exactly."""
-        with self._lock:
-            return dict(self._applied)
-
-
+from streamdit_jax.sampling.schedules import (LivePrompt, Schedule, show_value, check_guidance, check_int, check_seed,
+                                              normalize_schedule)
+from streamdit_jax.sampling.stream_threads import _JOIN_TIMEOUT_S, GcPause, NoGcPause, _drain, _nothing, _pump
 @dataclasses.dataclass
 class StreamStats:
     """Timing of a stream: time to first frame (seconds; ``Streamer.frames``: to the first decoded frame,
@@ -181,49 +58,17 @@ class StreamStats:
                 "p99_chunk_ms": 1e3 * float(np.percentile(lat, 99)), "frames": self.frames,
                 "frames_per_second": self.frames / self.wall_seconds if self.wall_seconds else float("nan")}
 
-
-class GcPause:
-    """Keeps Python's cyclic garbage collector out of a stream's chunks (a real-time loop's usual policy).
-
-    An automatic collection of the old generations takes milliseconds and lands on whichever chunk happens to
-    allocate at that moment: on the tiny CPU model it is the largest part of the p99 / p50 chunk-latency tail
-    (WORKSPACE.md, issue 6). Inside ``with GcPause() as pause`` automatic collection is off; calling ``pause.tick()``
-    once per chunk runs a young-generation collection (gc.collect(1), cheap) every ``collect_every`` chunks, so cyclic
-    garbage stays bounded over an endless stream. The previous gc state is restored on exit. Process-wide, hence
-    opt-in (Streamer(pause_gc=True), experiments.benchmark_sampler --pause_gc).
-    """
-
-    def __init__(self, collect_every: int = 1000):
-        if collect_every < 1:
-            raise ValueError(f"collect_every must be >= 1 chunk, got {collect_every}")
-        self.collect_every, self.chunks, self.collections = collect_every, 0, 0
-        self._was_enabled = True
-
-    def __enter__(self) -> "GcPause":
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-        return self
-
-    def tick(self) -> None:
-        self.chunks += 1
-        if self.chunks % self.collect_every == 0:
-            gc.collect(1)
-            self.collections += 1
-
-    def __exit__(self, *exc) -> None:
-        if self._was_enabled:
-            gc.enable()
-
-
 class Streamer:
     """Streams frames from (graphdef, params) with a fixed partition, chosen at run time; compiles once."""
 
     def __init__(self, graphdef, params, partition: Partition, latent_frame_shape: tuple[int, int, int],
-                 decode: Callable[[np.ndarray], np.ndarray], *, schedule: NoiseSchedule = NoiseSchedule(),
+                 autoencoder: VideoAutoencoder, *, schedule: NoiseSchedule = NoiseSchedule(),
                  guidance_scale: Optional[float] = None, queue_size: int = 4, pause_gc: bool = False,
                  warmup_frames: int = 0, text_encoder: Optional[TextEncoder] = None, text_params=None,
                  prompt_cache_size: int = 64, profile: Optional[ProfileWindow] = None):
-        """``latent_frame_shape`` = (h, w, C); ``decode`` maps latents [T, h, w, C] to uint8 frames [T, H, W, 3].
+        """``latent_frame_shape`` = (h, w, C); ``autoencoder`` decodes the latent chunks with its streaming
+        decoder (``decode_chunk``, its state carried from chunk to chunk; ``frames`` yields temporal_factor video
+        frames per latent frame). ``num_frames`` and the schedule's frame indices count latent frames.
         ``guidance_scale`` None or 1 streams without classifier-free guidance (e.g. a distilled model); else a
         finite scale up to MAX_GUIDANCE (``check_guidance``: ValueError naming any other value).
         ``pause_gc``: no automatic cyclic garbage collection while streaming (``GcPause``; process-wide).
@@ -244,7 +89,8 @@ class Streamer:
         self.warmup_chunks = -(-int(warmup_frames) // partition.c)
         self.pause_gc = pause_gc
         self.graphdef, self.params, self.partition = graphdef, params, partition
-        self.decode, self.queue_size = decode, queue_size
+        self.autoencoder, self.queue_size = autoencoder, queue_size
+        self._decode_chunk = jax.jit(autoencoder.decode_chunk)
         self.guidance = None if guidance_scale is None or guidance_scale == 1.0 else guidance_scale
         denoise = model_denoise_fn(graphdef)
         self._start = make_stream_start(denoise, partition, schedule)
@@ -295,7 +141,7 @@ class Streamer:
                                  f"{list(self._like.shape[2:])}")
             real = isinstance(strength, (int, float, np.integer, np.floating)) and not isinstance(strength, bool)
             if not real or not 0.0 < strength <= 1.0:
-                raise ValueError(f"strength={_show(strength)} must be in (0, 1]")
+                raise ValueError(f"strength={show_value(strength)} must be in (0, 1]")
         return num_frames
 
     def _cond(self, prompt: str):
@@ -404,13 +250,24 @@ class Streamer:
             return _nothing()
         return self._frames(schedule, num_frames, int(seed), video, strength)
 
+    def _decoded(self, chunks):
+        """uint8 video frames of each latent chunk [n, h, w, C], through the streaming decoder: its state starts
+        fresh with the stream and is carried from chunk to chunk (a causal decoder's caches)."""
+        params, state = self.autoencoder.params, None
+        for latents in chunks:
+            batch = jnp.asarray(latents)[None]
+            if state is None:
+                state = self.autoencoder.init_decode_state(params, batch.shape)
+            state, video = self._decode_chunk(params, state, batch)
+            yield float_to_frames(video[0])
+
     def _frames(self, schedule, num_frames, seed, video, strength):
         stats = self.stats = StreamStats()
         latent_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         frame_q: queue.Queue = queue.Queue(maxsize=self.queue_size)
         stop = threading.Event()
         latents = self._latents(schedule, num_frames, seed, video, strength, stats)
-        decoded = (self.decode(lat) for lat in _drain(latent_q, stop))
+        decoded = self._decoded(_drain(latent_q, stop))
         threads = [threading.Thread(target=_pump, args=(latents, latent_q, stop), daemon=True,
                                     name="streamdit-denoise"),
                    threading.Thread(target=_pump, args=(decoded, frame_q, stop), daemon=True,
@@ -429,62 +286,3 @@ class Streamer:
             stop.set()
             for t in threads:  # a thread inside a long macro step finishes it on its own (into its own stats)
                 t.join(timeout=_JOIN_TIMEOUT_S)
-
-
-class NoGcPause:
-    """GcPause's interface doing nothing: the collector stays as the application set it."""
-
-    def __enter__(self):
-        return self
-
-    def tick(self) -> None:
-        pass
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
-def _nothing() -> Iterator[np.ndarray]:
-    """An empty stream (num_frames=0), still a generator like every other stream."""
-    return
-    yield
-
-
-_DONE = object()
-_JOIN_TIMEOUT_S = 5.0  # how long an abandoned stream waits for its threads before leaving them to finish
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Blocking put that gives up once ``stop`` is set (the consumer went away)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _pump(items, q: queue.Queue, stop: threading.Event) -> None:
-    """Thread body: every item of ``items`` into ``q``, then the end marker; an error travels as an item."""
-    try:
-        for item in items:
-            if not _put(q, item, stop):
-                return
-        _put(q, _DONE, stop)
-    except BaseException as e:  # surfaced in the consumer
-        _put(q, e, stop)
-
-
-def _drain(q: queue.Queue, stop: threading.Event):
-    """Items of ``q`` until the end marker; re-raises an error sent by the producing thread."""
-    while not stop.is_set():
-        try:
-            item = q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if item is _DONE:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item

@@ -22,6 +22,8 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
+from streamdit_jax import video_reader
+
 SUFFIXES = (".mp4", ".gif")
 MAX_FPS = 120  # frames per second: above what displays show; a larger value is a typo
 MAX_GIF_FPS = 50  # GIF frame delays are whole 1/100 s, and viewers slow down delays under 2/100 s
@@ -204,26 +206,14 @@ class ProgressiveWriter:
 
 
 def read_video(path: str, frame_size: int, max_frames: int | None = None) -> np.ndarray:
-    """uint8 frames [T, frame_size, frame_size, 3] from any video imageio reads (mp4 via imageio-ffmpeg, gif, ...):
-    alpha dropped, grey expanded, centre-cropped to a square and resized (bilinear). Raises ValueError naming the
-    path when it cannot be read or holds no frames."""
-    from PIL import Image
+    """uint8 frames [T, frame_size, frame_size, 3] from any video imageio reads (mp4 via imageio-ffmpeg, gif, ...),
+    the first ``max_frames`` (None or 0: all): read by ``video_reader.iter_frames``, the reader of the training data,
+    so alpha dropped, grey expanded, centre-cropped to a square and resized with the same filter as the frames the
+    model was trained on. Raises ValueError naming the path when it cannot be read or holds no frames."""
     try:
-        frames = iio.imread(path, index=None)
+        frames = list(video_reader.iter_frames(path, (frame_size, frame_size), max_frames=max_frames))
     except Exception as e:  # imageio raises plugin-specific errors (OSError, ValueError, RuntimeError, ...)
         raise ValueError(f"input video {path!r} cannot be read: {type(e).__name__}: {e}") from e
-    frames = np.asarray(frames)
-    if frames.ndim == 3:  # a single image, or grey frames [T, H, W]
-        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None]
-    if frames.ndim != 4 or len(frames) == 0:
-        raise ValueError(f"input video {path!r} holds no frames (array of shape {frames.shape})")
-    frames = frames[:max_frames] if max_frames else frames
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    frames = frames[..., :3].astype(np.uint8)
-    h, w = frames.shape[1:3]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    out = [np.asarray(Image.fromarray(f[top:top + side, left:left + side]).resize((frame_size, frame_size),
-                                                                                 Image.BILINEAR)) for f in frames]
-    return np.stack(out)
+    if not frames:
+        raise ValueError(f"input video {path!r} holds no frames")
+    return np.stack(frames)

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from streamdit_jax import flow
+from streamdit_jax import flow, parallel
 from streamdit_jax.partition import MicroStepTable, micro_step_table
 from streamdit_jax.sampling.buffer import DenoiseFn, integrate, model_denoise_fn
 from streamdit_jax.configs import TrainConfig
@@ -77,19 +77,20 @@ def distill_loss(params, teacher_params, graphdef, latents, batch, rng, cfg: Tra
     return jnp.mean(per_example), per_example
 
 
-def distill_step(state: TrainState, teacher_params: Any, batch: dict, *, graphdef, tx: optax.GradientTransformation,
-                 cfg: TrainConfig):
+def distill_step(state: TrainState, teacher_params: Any, batch: dict, autoencoder_params=None, *, graphdef,
+                 tx: optax.GradientTransformation, cfg: TrainConfig):
     """One student optimizer step (same update, EMA and NaN guard as ``train_step``)."""
     rng = jax.random.fold_in(state.rng, state.step)
-    latents = batch_latents(batch, cfg)
+    latents = batch_latents(batch, cfg, autoencoder_params)
     (loss, _), grads = jax.value_and_grad(distill_loss, has_aux=True)(
         state.params, teacher_params, graphdef, latents, batch, rng, cfg)
     return apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
 
 
 def make_distill_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_sharding):
-    """``distill_step(state, teacher_params, batch)`` jitted once: state donated, the teacher sharded like the
-    student's parameters and never donated."""
+    """``distill_step(state, teacher_params, batch, autoencoder_params)`` jitted once: state donated, the teacher
+    sharded like the student's parameters and never donated, the autoencoder's parameters replicated."""
     fn = functools.partial(distill_step, graphdef=graphdef, tx=tx, cfg=cfg)
-    return jax.jit(fn, in_shardings=(state_shardings, state_shardings.params, batch_sharding),
+    rep = parallel.replicated(state_shardings.step.mesh)
+    return jax.jit(fn, in_shardings=(state_shardings, state_shardings.params, batch_sharding, rep),
                    out_shardings=(state_shardings, None), donate_argnums=(0,))

@@ -18,11 +18,12 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.configs import TrainConfig
-from streamdit_jax import weights
+from streamdit_jax import reporting, weights
 from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
                                    file_digests, load_for_inference, resolve_saved_config)
 from streamdit_jax.weights import SAFETENSORS_FILE
@@ -117,6 +118,67 @@ def make_portable(root: str) -> None:
     finally:
         ckpt.close()
     seal_export(root)
+
+
+# --- the whole export of a run, with its card ---------------------------------------------------------------------
+
+FORMATS = ("orbax", "safetensors")
+DEFAULT_DTYPE = {"orbax": "float16", "safetensors": "float32"}
+METRICS_FILE = "metrics.jsonl"
+CARD_FILE = "TRAINING.md"
+
+
+def write_export(workdir: str, output: str, format: str = "orbax", dtype: str | None = None, step: int | None = None,
+                 notes: str = "", name: str | None = None) -> dict:
+    """The export of WORKDIR into the empty directory ``output``: the checkpoint in ``format`` (one of FORMATS;
+    ``dtype`` default DEFAULT_DTYPE[format]), a copy of WORKDIR/metrics.jsonl and the card (``write_training_card``,
+    headed ``name``). Returns the checkpoint's description."""
+    if format == "safetensors":
+        info = export_safetensors(workdir, output, dtype or DEFAULT_DTYPE[format], step)
+        config = json.load(open(os.path.join(output, CONFIG_JSON)))
+    elif format == "orbax":
+        info = export_for_inference(workdir, output, dtype or DEFAULT_DTYPE[format], step)
+        config = json.load(open(os.path.join(output, "checkpoints", str(info["step"]), "config", "metadata")))
+    else:
+        raise ValueError(f"export format {format!r} is not one of {FORMATS}")
+    if os.path.exists(os.path.join(workdir, METRICS_FILE)):
+        shutil.copy(os.path.join(workdir, METRICS_FILE), os.path.join(output, METRICS_FILE))
+    write_training_card(workdir, output, info, config, notes, name)
+    return info
+
+
+def training_summary(workdir: str) -> str:
+    """Markdown summary of WORKDIR/metrics.jsonl: steps, loss at quarters, steps/s, per-chunk-size losses."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return "(no metrics.jsonl in the workdir)\n"
+    rows = [json.loads(l) for l in open(path)]
+    quarters = reporting.loss_quarters(rows)
+    speeds = [r["steps_per_sec"] for r in rows[1:] if "steps_per_sec" in r]
+    table = reporting.markdown_table(
+        ["step", "loss", "grad norm", "learning rate"],
+        [[r["step"], round(r["loss"], 4), round(r.get("grad_norm", float("nan")), 3),
+          f"{r.get('learning_rate', float('nan')):.2e}"] for r in quarters])
+    per_c = {k: round(v, 4) for k, v in rows[-1].items() if k.startswith("loss_c")}
+    chunks = f"; last window's loss per chunk size: {per_c}" if per_c else ""  # distillation logs none
+    return f"{table}\n\nmedian steps/s {np.median(speeds):.3f} over {len(speeds)} log windows{chunks}\n"
+
+
+def write_training_card(workdir: str, output: str, info: dict, config: dict, notes: str = "",
+                        name: str | None = None) -> None:
+    """Writes OUTPUT/TRAINING.md: where the export came from (``info`` of ``export_for_inference`` /
+    ``export_safetensors``), machine and code revision, ``notes``, WORKDIR's training log (``training_summary``)
+    and the saved ``config``. ``name`` heads it (default: OUTPUT's own name; an export built in a staging directory
+    passes the name it is published under)."""
+    name = os.path.basename(os.path.normpath(output)) if name is None else name
+    with open(os.path.join(output, CARD_FILE), "w") as f:
+        f.write(f"# {name}\n\n"
+                f"Exported by `python -m experiments.export` from the training run `{info['source']}/` at step "
+                f"{info['step']}: EMA parameters only, {info['params']:,} parameters stored as {info['dtype']} "
+                f"(loaded as float32).\n"
+                f"Machine: {reporting.machine()}; git revision {reporting.git_revision()}.\n\n"
+                f"{notes}\n\n## Training log (metrics.jsonl)\n\n{training_summary(workdir)}\n"
+                f"## Config\n\n```json\n{json.dumps(config, indent=1)}\n```\n")
 
 
 # --- publishing a finished export --------------------------------------------------------------------------------

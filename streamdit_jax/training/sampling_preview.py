@@ -26,6 +26,7 @@ class Preview:
         partition = Partition(partition.K, partition.N, partition.c, max(1, cfg.sample_steps // partition.N))
         self.cfg, self.graphdef, self.partition, self.prompts = cfg, graphdef, partition, list(prompts)
         self.autoencoder = cfg.make_autoencoder()
+        self.decode = jax.jit(self.autoencoder.decode)
         denoise = model_denoise_fn(graphdef)
         # multi-process: each program is compiled by every process before any runs it (parallel.compile_then_sync)
         self.start = parallel.compile_then_sync(make_stream_start(denoise, partition, cfg.schedule), "preview_start")
@@ -50,7 +51,7 @@ class Preview:
         if jax.process_count() > 1:  # parameters sharded across processes: every process computed its part
             from jax.experimental import multihost_utils
             latents = multihost_utils.process_allgather(latents, tiled=True)
-        return float_to_frames(self.autoencoder.decode(jnp.asarray(latents)))
+        return float_to_frames(self.decode(self.autoencoder.params, jnp.asarray(latents)))
 
     def write_gif(self, params, path: str, write: bool = True) -> str:
         """Streams the preview (every process must call this: it is one program over the whole mesh) and writes

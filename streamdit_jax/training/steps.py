@@ -11,6 +11,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -54,9 +55,9 @@ def init_train_state(params, tx: optax.GradientTransformation, seed: int) -> Tra
                       ema_params=jax.tree.map(jnp.copy, params), rng=jax.random.PRNGKey(seed))
 
 
-def frames_to_latents(frames_uint8: jax.Array, autoencoder) -> jax.Array:
-    """uint8 frames [b, T, H, W, 3] -> latents in [-1, 1] scale [b, T, h, w, C]."""
-    return autoencoder.encode(frames_to_float(frames_uint8))
+def frames_to_latents(frames_uint8: jax.Array, autoencoder, autoencoder_params) -> jax.Array:
+    """uint8 frames [b, T, H, W, 3] -> latents [b, t, h, w, C] (``autoencoder.encode`` with its parameters)."""
+    return autoencoder.encode(autoencoder_params, frames_to_float(frames_uint8))
 
 
 def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
@@ -125,7 +126,8 @@ def ema_decay_at(cfg: TrainConfig, step):
 
 def apply_gradients(state: TrainState, loss, grads, *, tx: optax.GradientTransformation, cfg: TrainConfig):
     """Optimizer update + EMA (shared by training and distillation). A non-finite loss or gradient leaves the state
-    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters."""
+    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters.
+    ``autoencoder_params``: the config's autoencoder's ``params`` (frames batches; None for latent batches)."""
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -139,22 +141,33 @@ def apply_gradients(state: TrainState, loss, grads, *, tx: optax.GradientTransfo
     return new_state, metrics
 
 
-def batch_latents(batch: dict, cfg: TrainConfig) -> jax.Array:
-    """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the config's autoencoder, or {"latents"}),
-    constrained to the mesh's batch and context axes."""
+def batch_latents(batch: dict, cfg: TrainConfig, autoencoder_params) -> jax.Array:
+    """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the config's autoencoder with
+    ``autoencoder_params``, or {"latents"}), constrained to the mesh's batch and context axes."""
     if cfg.autoencoder_factor or cfg.autoencoder:
-        latents = frames_to_latents(batch["frames"], cfg.make_autoencoder())
+        latents = frames_to_latents(batch["frames"], cfg.make_autoencoder(), autoencoder_params)
     else:  # precomputed latents (a video autoencoder ran offline)
         latents = batch["latents"].astype(jnp.float32)
     return parallel.constrain(latents, ("batch", "frames_act", None, None, None))
 
 
-def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation, cfg: TrainConfig):
+def replicated_autoencoder_params(cfg: TrainConfig, mesh):
+    """The config's autoencoder's ``params`` replicated on ``mesh`` (an argument of every train / distill step;
+    None when batches carry precomputed latents)."""
+    if not (cfg.autoencoder_factor or cfg.autoencoder):
+        return None
+    host = jax.tree.map(np.asarray, cfg.make_autoencoder().params)
+    return jax.device_put(host, parallel.replicated(mesh))
+
+
+def train_step(state: TrainState, batch: dict, autoencoder_params=None, *, graphdef,
+               tx: optax.GradientTransformation, cfg: TrainConfig):
     """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C]} with the prompts as
     "tokens" [b, L] or precomputed embeddings (``batch_text``). A non-finite loss or gradient leaves the state
-    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters."""
+    unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters.
+    ``autoencoder_params``: the config's autoencoder's ``params`` (frames batches; None for latent batches)."""
     rng = jax.random.fold_in(state.rng, state.step)
-    latents = batch_latents(batch, cfg)
+    latents = batch_latents(batch, cfg, autoencoder_params)
     steady = None
     if cfg.t2v_steady_windows:
         if "steady" not in batch:
@@ -184,9 +197,11 @@ def batch_shardings(mesh, batch_like: dict) -> dict:
 
 
 def make_train_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_sharding):
-    """``train_step`` jitted once with in/out shardings and the state donated."""
+    """``train_step(state, batch, autoencoder_params)`` jitted once with in/out shardings and the state donated (the
+    autoencoder's parameters replicated: a frozen, small model)."""
     fn = functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg)
-    return jax.jit(fn, in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
+    rep = parallel.replicated(state_shardings.step.mesh)
+    return jax.jit(fn, in_shardings=(state_shardings, batch_sharding, rep), out_shardings=(state_shardings, None),
                    donate_argnums=(0,))
 
 
