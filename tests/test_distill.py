@@ -14,6 +14,7 @@ from flax import nnx
 
 from helpers import subprocess_env
 
+from streamdit_jax.models.text import tokenize_bytes
 from streamdit_jax.sampling import buffer
 from streamdit_jax.restore import load_for_inference
 from streamdit_jax import flow, parallel
@@ -105,7 +106,7 @@ def test_the_teacher_is_guided_and_the_student_is_one_conditional_call():
     table = micro_step_table(cfg.distill_partition(), cfg.schedule)
     x = distill.segment_start(latents, flow.gaussian_noise(rng, latents.shape), table)
     teacher, student = nnx.merge(graphdef, teacher_params), nnx.merge(graphdef, student_params)
-    null_tokens = steps.drop_text(rng, batch["tokens"], 1.0)
+    null_tokens = steps.drop_text(rng, batch["tokens"], 1.0, tokenize_bytes([""], batch["tokens"].shape[1]))
     denoise = buffer.model_denoise_fn(graphdef)
     target = distill.teacher_target(denoise, teacher_params, x, teacher.encode_text(batch["tokens"]),
                                     teacher.encode_text(null_tokens), 3.0, table)
@@ -223,7 +224,7 @@ def run_distill(mesh, n):
     losses = []
     with parallel.activate(mesh):
         for _ in range(n):
-            state, metrics = step(state, teacher, batch, steps.replicated_autoencoder_params(cfg, mesh))
+            state, metrics = step(state, teacher, batch, steps.replicated_frozen_params(cfg, mesh))
             losses.append(float(metrics["loss"]))
     return state, losses
 

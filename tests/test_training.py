@@ -57,7 +57,7 @@ def run_steps(cfg, mesh, batch, n):
     with parallel.activate(mesh):
         gbatch = jax.device_put(batch, bs)
         for _ in range(n):
-            state, m = step(state, gbatch, steps.replicated_autoencoder_params(cfg, mesh))
+            state, m = step(state, gbatch, steps.replicated_frozen_params(cfg, mesh))
             metrics.append(jax.device_get(m))
     return graphdef, state, metrics
 

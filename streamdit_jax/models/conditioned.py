@@ -6,6 +6,8 @@ its encoder keep the DiT's entries at the top level beside ``text_encoder`` (``r
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from flax import nnx
@@ -15,9 +17,17 @@ from streamdit_jax.models.dit import StreamDiT
 from streamdit_jax.models.text import TextEncoder, make_text_encoder
 
 
+@functools.lru_cache(maxsize=8)
 def text_encoder_of(cfg: ModelConfig) -> TextEncoder:
-    """The text encoder a model config selects, in the model's dtypes."""
+    """The text encoder a model config selects, in the model's dtypes (one object per config: a frozen encoder
+    loads its weights once)."""
     return make_text_encoder(cfg.text, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
+
+
+def text_params_of(encoder: TextEncoder, model_params):
+    """What ``encoder.encode`` takes as params: the trained model's ``"text_encoder"`` entry for a trainable
+    encoder, the encoder's own ``params`` for a frozen one."""
+    return model_params["text_encoder"] if encoder.trainable else encoder.params
 
 
 class ConditionedModel(nnx.Module):

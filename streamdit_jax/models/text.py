@@ -31,7 +31,7 @@ class TextEncoder(Protocol):
     is the classifier-free-guidance null prompt. ``trainable`` encoders are optimised with the velocity model and
     their ``params`` are the trained model's ``["text_encoder"]`` entry; frozen ones bring their own.
     ``truncation_message(prompt)`` is None when ``tokenize`` keeps the whole prompt, else a message saying what the
-    model sees.
+    model sees. A frozen encoder also has ``params``: its weights, loaded with it (``None`` for trainable ones).
     """
 
     name: str

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.models.conditioned import text_encoder_of
+from streamdit_jax.models.conditioned import text_encoder_of, text_params_of
 from streamdit_jax.models.text import PromptTruncatedWarning, TextEncoder
 from streamdit_jax.models.autoencoder import VideoAutoencoder
 from streamdit_jax.partition import NoiseSchedule, Partition
@@ -76,7 +76,7 @@ class Streamer:
         up to whole chunks; the time to first frame includes them; video-to-video streams start from their input
         and have none). The prompt schedule counts emitted frames; the warm-up uses the prompt at frame 0.
         ``text_encoder``: the model config's own (``models.conditioned.text_encoder_of``) unless given; a trainable
-        one reads its parameters from ``params["text_encoder"]``, a frozen one needs ``text_params``. Each prompt is
+        one reads its parameters from ``params["text_encoder"]``, a frozen one brings its own (``text_params`` overrides). Each prompt is
         encoded once and its embeddings kept for the ``prompt_cache_size`` most recently used prompts.
         ``profile`` (also settable as the attribute): traces the stream's macro steps that emit chunks, counted from
         0 per stream (the warm-up's are not counted); the caller closes it (``ProfileWindow.close``)."""
@@ -97,11 +97,7 @@ class Streamer:
         self._step = make_buffer_step(denoise, partition, schedule)
         self._v2v_start = make_v2v_start(partition, schedule)
         self.text_encoder = text_encoder or text_encoder_of(nnx.merge(graphdef, params).cfg)
-        if text_params is None:
-            if not self.text_encoder.trainable:
-                raise ValueError(f"text encoder {self.text_encoder.name!r} is frozen: pass its text_params")
-            text_params = params["text_encoder"]
-        self.text_params = text_params
+        self.text_params = text_params_of(self.text_encoder, params) if text_params is None else text_params
         self._encode = jax.jit(self.text_encoder.encode)
         self._prompts_checked: set = set()
         self._like = jnp.zeros((1, partition.B) + tuple(latent_frame_shape), jnp.float32)

@@ -57,39 +57,41 @@ def distillation_loss(student_velocity, x, target, table: MicroStepTable):
     return flow.flow_matching_loss(student_velocity, teacher_velocity, mask)
 
 
-def distill_loss(params, teacher_params, graphdef, latents, batch, rng, cfg: TrainConfig):
+def distill_loss(params, teacher_params, graphdef, latents, batch, rng, cfg: TrainConfig, text_params=None):
     """Mean distillation loss of one batch (teacher frozen, guided; student conditional, one step)."""
     table = micro_step_table(cfg.distill_partition(), cfg.schedule)
     x0 = flow.gaussian_noise(rng, latents.shape, latents.dtype)
     x = segment_start(latents, x0, table)
     teacher = nnx.merge(graphdef, teacher_params)
-    cond = batch_text(teacher, batch, rng, 0.0)
+    cond = batch_text(teacher, batch, rng, 0.0, text_params)
     guided = cfg.distill.guidance > 1.0
     # rate 1.0 drops every prompt whatever the key, so sharing x0's key changes nothing (kept: the bundled
     # student's run reproduces); split it before using another rate here
-    null = batch_text(teacher, batch, rng, 1.0) if guided else None
+    null = batch_text(teacher, batch, rng, 1.0, text_params) if guided else None
     target = teacher_target(model_denoise_fn(graphdef), teacher_params, x, cond, null,
                             jnp.float32(cfg.distill.guidance), table)
     student = nnx.merge(graphdef, params)
     tau = jnp.broadcast_to(jnp.asarray(table.tau_now[0]), x.shape[:2])
-    v = student(x, tau, *batch_text(student, batch, rng, 0.0))  # conditional only: never guided
+    v = student(x, tau, *batch_text(student, batch, rng, 0.0, text_params))  # conditional only: never guided
     per_example = distillation_loss(v, x, target, table)
     return jnp.mean(per_example), per_example
 
 
-def distill_step(state: TrainState, teacher_params: Any, batch: dict, autoencoder_params=None, *, graphdef,
+def distill_step(state: TrainState, teacher_params: Any, batch: dict, frozen=None, *, graphdef,
                  tx: optax.GradientTransformation, cfg: TrainConfig):
     """One student optimizer step (same update, EMA and NaN guard as ``train_step``)."""
     rng = jax.random.fold_in(state.rng, state.step)
-    latents = batch_latents(batch, cfg, autoencoder_params)
+    frozen = frozen or {}
+    latents = batch_latents(batch, cfg, frozen.get("autoencoder"))
     (loss, _), grads = jax.value_and_grad(distill_loss, has_aux=True)(
-        state.params, teacher_params, graphdef, latents, batch, rng, cfg)
+        state.params, teacher_params, graphdef, latents, batch, rng, cfg, frozen.get("text_encoder"))
     return apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
 
 
 def make_distill_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_sharding):
-    """``distill_step(state, teacher_params, batch, autoencoder_params)`` jitted once: state donated, the teacher
-    sharded like the student's parameters and never donated, the autoencoder's parameters replicated."""
+    """``distill_step(state, teacher_params, batch, frozen)`` jitted once: state donated, the teacher sharded like
+    the student's parameters and never donated, the frozen weights (``steps.replicated_frozen_params``)
+    replicated."""
     fn = functools.partial(distill_step, graphdef=graphdef, tx=tx, cfg=cfg)
     rep = parallel.replicated(state_shardings.step.mesh)
     return jax.jit(fn, in_shardings=(state_shardings, state_shardings.params, batch_sharding, rep),

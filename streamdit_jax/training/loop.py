@@ -325,15 +325,15 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
                 local = next(data)
                 if train_step is None:  # built on the first batch: shapes come from the data
                     batch_sharding, batch_shapes = global_batch_shardings(mesh, local)
-                    ae_params = steps.replicated_autoencoder_params(cfg, mesh)
+                    frozen = steps.replicated_frozen_params(cfg, mesh)
                     if teacher is None:
                         compiled_step = parallel.compile_then_sync(
                             steps.make_train_step(cfg, graphdef, tx, shardings, batch_sharding), "train_step")
-                        train_step = lambda s, b: compiled_step(s, b, ae_params)
+                        train_step = lambda s, b: compiled_step(s, b, frozen)
                     else:
                         distill_step = parallel.compile_then_sync(
                             distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding), "distill_step")
-                        train_step = lambda s, b: distill_step(s, teacher, b, ae_params)
+                        train_step = lambda s, b: distill_step(s, teacher, b, frozen)
                 profile.before_step(step)
                 with profile.annotate(step, "train"):
                     batch = {k: jax.make_array_from_process_local_data(batch_sharding[k], v, batch_shapes[k])

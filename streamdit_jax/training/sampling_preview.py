@@ -5,11 +5,10 @@ import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from streamdit_jax import parallel
 from streamdit_jax.pixels import float_to_frames
-from streamdit_jax.models.conditioned import text_encoder_of
+from streamdit_jax.models.conditioned import text_encoder_of, text_params_of
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, model_denoise_fn
 from streamdit_jax.configs import TrainConfig
@@ -32,16 +31,16 @@ class Preview:
         self.start = parallel.compile_then_sync(make_stream_start(denoise, partition, cfg.schedule), "preview_start")
         self.step = parallel.compile_then_sync(make_buffer_step(denoise, partition, cfg.schedule, donate=False),
                                                "preview_step")
-        self.encode = parallel.compile_then_sync(jax.jit(lambda p, t: nnx.merge(graphdef, p).encode_text(t)),
-                                                 "preview_encode")
-        self.tokens = jnp.asarray(text_encoder_of(cfg.model).tokenize(self.prompts))
+        self.text_encoder = text_encoder_of(cfg.model)
+        self.encode = parallel.compile_then_sync(jax.jit(self.text_encoder.encode), "preview_encode")
+        self.tokens = jnp.asarray(self.text_encoder.tokenize(self.prompts))
 
     def frames(self, params, seed: int = 0) -> np.ndarray:
         """uint8 [prompts, frames, H, W, 3]."""
         size = self.cfg.data.frame_size
         like = jnp.zeros((len(self.prompts), self.partition.B) + self.autoencoder.latent_shape(
             (1, size, size, 3))[1:], jnp.float32)
-        cond = self.encode(params, self.tokens)
+        cond = self.encode(text_params_of(self.text_encoder, params), self.tokens)
         state, first = self.start(params, jax.random.PRNGKey(seed), like, cond)
         chunks = [first]
         for _ in range(2 * self.partition.B // self.partition.c):

@@ -17,9 +17,8 @@ from flax import nnx
 
 from streamdit_jax import flow, parallel
 from streamdit_jax.pixels import frames_to_float
-from streamdit_jax.models.conditioned import ConditionedModel
+from streamdit_jax.models.conditioned import ConditionedModel, text_encoder_of
 from streamdit_jax.models.factory import abstract_model
-from streamdit_jax.models.text import BOS, PAD
 from streamdit_jax.partition import mixed_chunk_tau
 from streamdit_jax.configs import OptimConfig, TrainConfig
 
@@ -60,24 +59,32 @@ def frames_to_latents(frames_uint8: jax.Array, autoencoder, autoencoder_params) 
     return autoencoder.encode(autoencoder_params, frames_to_float(frames_uint8))
 
 
-def drop_text(rng, tokens: jax.Array, rate: float) -> jax.Array:
-    """Replaces each example's prompt by the null prompt "" (BOS only) with probability ``rate`` (CFG training)."""
-    null = jnp.full_like(tokens, PAD).at[:, 0].set(BOS)
+def drop_text(rng, tokens: jax.Array, rate: float, null_tokens) -> jax.Array:
+    """Replaces each example's prompt by the null prompt "" (``null_tokens`` [1, L]: the text encoder's tokens of
+    "") with probability ``rate`` (CFG training)."""
     drop = jax.random.bernoulli(rng, rate, (tokens.shape[0], 1))
-    return jnp.where(drop, null, tokens)
+    return jnp.where(drop, jnp.asarray(null_tokens, tokens.dtype), tokens)
 
 
-def batch_text(model, batch: dict, rng, rate: float):
+def batch_text(model, batch: dict, rng, rate: float, text_params=None):
     """(embeddings [b, L, D], mask [b, L]) of a batch's prompts, each replaced by the null prompt with probability
     ``rate`` (CFG training; 0: none, 1: all).
 
-    On the fly: ``batch["tokens"]`` through the trained model's own text encoder (``model.encode_text``; gradients
-    reach it). Precomputed (a frozen encoder run once over the captions): ``batch["text"]`` and ``batch["text_mask"]``,
+    On the fly: ``batch["tokens"]`` through the model's text encoder: a trainable one inside the model
+    (``model.encode_text``; gradients reach it), a frozen one with ``text_params`` (its weights; no gradient).
+    Precomputed (a frozen encoder run once over the captions): ``batch["text"]`` and ``batch["text_mask"]``,
     with the null prompt's embeddings ``batch["null_text"]`` [1, L, D] / ``batch["null_text_mask"]`` [1, L] when
     ``rate`` > 0. Both draw the same drop decisions from the same key."""
     if "tokens" in batch:
+        encoder = text_encoder_of(model.cfg)
         tokens = batch["tokens"]
-        return model.encode_text(drop_text(rng, tokens, rate) if rate > 0 else tokens)
+        if rate > 0:
+            tokens = drop_text(rng, tokens, rate, encoder.tokenize([""]))
+        if encoder.trainable:
+            return model.encode_text(tokens)
+        if text_params is None:
+            raise ValueError(f"text encoder {encoder.name!r} is frozen: the step needs its text_params")
+        return jax.lax.stop_gradient(encoder.encode(text_params, tokens))
     missing = [k for k in ("text", "text_mask") + (("null_text", "null_text_mask") if rate > 0 else ())
                if k not in batch]
     if missing:
@@ -92,7 +99,7 @@ def batch_text(model, batch: dict, rng, rate: float):
     return text, mask
 
 
-def buffered_fm_loss(params, graphdef, latents, batch, rng, cfg: TrainConfig, steady=None):
+def buffered_fm_loss(params, graphdef, latents, batch, rng, cfg: TrainConfig, steady=None, text_params=None):
     """Eq. 5 loss of one batch: per-example chunk size c ~ mix, per-chunk tau (Eq. 8), one X0 per buffer,
     velocity target (Eq. 3), reference frames masked out. Returns (mean loss, aux).
 
@@ -105,7 +112,7 @@ def buffered_fm_loss(params, graphdef, latents, batch, rng, cfg: TrainConfig, st
     x_tau = flow.interpolate(latents, x0, tau)
     target = flow.velocity_target(latents, x0)
     model = nnx.merge(graphdef, params)
-    text, text_mask = batch_text(model, batch, drop_rng, cfg.text_dropout)
+    text, text_mask = batch_text(model, batch, drop_rng, cfg.text_dropout, text_params)
     v = model(x_tau, tau, text, text_mask)
     per_example = flow.flow_matching_loss(v, target, mix.frame_mask())
     return jnp.mean(per_example), (per_example, chunk)
@@ -151,23 +158,26 @@ def batch_latents(batch: dict, cfg: TrainConfig, autoencoder_params) -> jax.Arra
     return parallel.constrain(latents, ("batch", "frames_act", None, None, None))
 
 
-def replicated_autoencoder_params(cfg: TrainConfig, mesh):
-    """The config's autoencoder's ``params`` replicated on ``mesh`` (an argument of every train / distill step;
-    None when batches carry precomputed latents)."""
-    if not (cfg.autoencoder_factor or cfg.autoencoder):
-        return None
-    host = jax.tree.map(np.asarray, cfg.make_autoencoder().params)
-    return jax.device_put(host, parallel.replicated(mesh))
+def replicated_frozen_params(cfg: TrainConfig, mesh) -> dict:
+    """The weights a step uses but never trains, replicated on ``mesh``: {"autoencoder": the config's autoencoder's
+    ``params`` (None when batches carry precomputed latents), "text_encoder": a frozen text encoder's ``params``
+    (None for a trainable one, whose weights are in the train state)}. An argument of every train / distill step,
+    so no weight is a constant compiled into it."""
+    encoder = text_encoder_of(cfg.model)
+    out = {"autoencoder": None if not (cfg.autoencoder_factor or cfg.autoencoder) else cfg.make_autoencoder().params,
+           "text_encoder": None if encoder.trainable else encoder.params}
+    return jax.device_put(jax.tree.map(np.asarray, out), parallel.replicated(mesh))
 
 
-def train_step(state: TrainState, batch: dict, autoencoder_params=None, *, graphdef,
-               tx: optax.GradientTransformation, cfg: TrainConfig):
+def train_step(state: TrainState, batch: dict, frozen=None, *, graphdef, tx: optax.GradientTransformation,
+               cfg: TrainConfig):
     """One optimizer step on {"frames": uint8 [b, B, H, W, 3] or "latents": [b, B, h, w, C]} with the prompts as
     "tokens" [b, L] or precomputed embeddings (``batch_text``). A non-finite loss or gradient leaves the state
     unchanged (metrics['finite'] = 0), so the loop can stop with the last good parameters.
-    ``autoencoder_params``: the config's autoencoder's ``params`` (frames batches; None for latent batches)."""
+    ``frozen``: ``replicated_frozen_params`` (None: a batch of latents with a trainable text encoder)."""
+    frozen = frozen or {}
     rng = jax.random.fold_in(state.rng, state.step)
-    latents = batch_latents(batch, cfg, autoencoder_params)
+    latents = batch_latents(batch, cfg, frozen.get("autoencoder"))
     steady = None
     if cfg.t2v_steady_windows:
         if "steady" not in batch:
@@ -175,7 +185,7 @@ def train_step(state: TrainState, batch: dict, autoencoder_params=None, *, graph
                              f"data pipeline's SampleWindow emits it); this batch has {sorted(batch)}")
         steady = batch["steady"]
     (loss, (per_example, chunk)), grads = jax.value_and_grad(buffered_fm_loss, has_aux=True)(
-        state.params, graphdef, latents, batch, rng, cfg, steady)
+        state.params, graphdef, latents, batch, rng, cfg, steady, frozen.get("text_encoder"))
     new_state, metrics = apply_gradients(state, loss, grads, tx=tx, cfg=cfg)
     for c in cfg.chunk_sizes:  # loss per chunk size: how each partition of the mix is learned
         sel = (chunk == c).astype(jnp.float32)
@@ -197,8 +207,8 @@ def batch_shardings(mesh, batch_like: dict) -> dict:
 
 
 def make_train_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_sharding):
-    """``train_step(state, batch, autoencoder_params)`` jitted once with in/out shardings and the state donated (the
-    autoencoder's parameters replicated: a frozen, small model)."""
+    """``train_step(state, batch, frozen)`` jitted once with in/out shardings and the state donated (the frozen
+    weights replicated)."""
     fn = functools.partial(train_step, graphdef=graphdef, tx=tx, cfg=cfg)
     rep = parallel.replicated(state_shardings.step.mesh)
     return jax.jit(fn, in_shardings=(state_shardings, batch_sharding, rep), out_shardings=(state_shardings, None),
