@@ -152,6 +152,15 @@ def activate(mesh: Mesh, rules=LOGICAL_RULES):
         _ACTIVE_RULES.reset(token)
 
 
+@contextlib.contextmanager
+def outside_mesh():
+    """No mesh while inside: abstract models (``nnx.eval_shape``) built here carry no sharding. Inside ``activate``
+    flax would turn each parameter's LOGICAL axis names into a NamedSharding of the active mesh, and fail (they are
+    not mesh axes); shardings come from ``state_shardings`` instead."""
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), ())):
+        yield
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """Sharding constraint on an activation by logical names; a no-op outside ``activate`` or on one device."""
     active = _ACTIVE_RULES.get()

