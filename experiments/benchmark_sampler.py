@@ -16,7 +16,6 @@ Appends a section to BENCHMARKS.md unless --output=''.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -26,11 +25,12 @@ from absl import app, flags
 from flax import nnx
 
 from experiments import benchmarking
-from streamdit_jax import flow
+from streamdit_jax import flow, reporting
 from streamdit_jax.models import forward_flops, get_model_config
 from streamdit_jax.models.factory import create_model
 from streamdit_jax.partition import Partition, micro_step_table
-from streamdit_jax.sampling.buffer import BufferState, make_buffer_step, make_stream_start, model_denoise_fn
+from streamdit_jax.sampling.buffer import (BufferState, make_buffer_step, make_stream_start, model_denoise_fn,
+                                          python_loop_buffer_step)
 from streamdit_jax.sampling.stream_threads import GcPause, NoGcPause
 
 FLAGS = flags.FLAGS
@@ -45,36 +45,6 @@ flags.DEFINE_string("dtype", None, "Compute dtype override.")
 flags.DEFINE_string("param_dtype", None, "Parameter dtype override.")
 flags.DEFINE_string("attention_impl", None, "Attention implementation override (xla|cudnn).")
 flags.DEFINE_string("output", "BENCHMARKS.md", "Markdown file to append to ('' = print only).")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def python_loop_step(denoise, partition, table):
-    """The baseline: one jitted Euler micro step called s times from Python, then a jitted shift."""
-
-    @jax.jit
-    def micro(params, x, t_now, t_next, cond, frames):
-        tau = jnp.broadcast_to(t_now, x.shape[:2])
-        return flow.euler_step(x, denoise(params, x, tau, cond, frames), jnp.broadcast_to(t_next - t_now, x.shape[:2]))
-
-    @jax.jit
-    def shift(x, rng):
-        rng, key = jax.random.split(rng)
-        noise = flow.gaussian_noise(key, (x.shape[0], partition.c) + x.shape[2:], x.dtype)
-        return jnp.concatenate([x[:, partition.c:], noise], axis=1), x[:, :partition.c], rng
-
-    def step(params, state, cond):
-        frames = state.step * partition.c + jnp.arange(partition.B)
-        x = state.latents
-        for m in range(partition.s):
-            x = micro(params, x, table.tau_now[m], table.tau_next[m], cond, frames)
-        x, chunk, rng = shift(x, state.rng)
-        return BufferState(x, state.progress, state.step + 1, rng), chunk
-
-    return step
 
 
 def main(argv):
@@ -118,8 +88,8 @@ def main(argv):
                 pause.tick()
                 latencies.append(time.perf_counter() - t)
                 if i == 100:
-                    rss_at_100 = rss_bytes()
-        return state, np.asarray(latencies), rss_at_100, rss_bytes()
+                    rss_at_100 = reporting.rss_bytes()
+        return state, np.asarray(latencies), rss_at_100, reporting.rss_bytes()
 
     state, lat, rss_at_100, rss_end = stream(state, NoGcPause())
     p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
@@ -136,7 +106,7 @@ def main(argv):
     loop_partition = Partition(0, partition.N, partition.c, FLAGS.loop_s)
     table = micro_step_table(loop_partition)
     scan_step = make_buffer_step(base, loop_partition, donate=False)
-    loop_step = python_loop_step(base, loop_partition, table)
+    loop_step = python_loop_buffer_step(base, loop_partition, table)
     fresh = BufferState(flow.gaussian_noise(jax.random.key(2), like.shape),
                         jnp.asarray(loop_partition.progress(0), jnp.float32), jnp.zeros((), jnp.int32),
                         jax.random.key(3))

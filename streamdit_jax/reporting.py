@@ -49,3 +49,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 def loss_quarters(rows: list[dict]) -> list[dict]:
     """The metrics.jsonl rows at the first log point, the quarters and the last one (a loss curve in 5 points)."""
     return [rows[min(len(rows) - 1, int(q * (len(rows) - 1)))] for q in (0, 0.25, 0.5, 0.75, 1.0)]
+
+
+def rss_bytes() -> int:
+    """This process's resident memory in bytes (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -8,7 +8,8 @@ from flax import nnx
 from helpers import tiny_model
 from streamdit_jax import flow
 from streamdit_jax.partition import NoiseSchedule, Partition, micro_step_table
-from streamdit_jax.sampling.buffer import (BufferState, make_buffer_step, make_stream_start, model_denoise_fn)
+from streamdit_jax.sampling.buffer import (BufferState, make_buffer_step, make_stream_start, model_denoise_fn,
+                                          python_loop_buffer_step)
 from streamdit_jax.flow import gaussian_noise
 
 FRAME = (3, 2, 2)  # H, W, C of the oracle's latent frames
@@ -87,6 +88,10 @@ def test_scanned_buffer_step_equals_an_unrolled_loop_of_micro_steps():
     np.testing.assert_allclose(np.asarray(chunk), np.asarray(x[:, :2]), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(new_state.latents), np.asarray(expected_buffer), atol=1e-5, rtol=1e-5)
     assert int(new_state.step) == 1
+    # the benchmark's baseline (a Python loop of jitted micro steps) computes the same macro step
+    loop_state, loop_chunk = python_loop_buffer_step(model_denoise_fn(graphdef), partition, table)(params, state, cond)
+    np.testing.assert_allclose(np.asarray(loop_chunk), np.asarray(chunk), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(loop_state.latents), np.asarray(new_state.latents), atol=1e-5, rtol=1e-5)
 
 
 def test_buffer_step_traces_once_over_50_macro_steps():

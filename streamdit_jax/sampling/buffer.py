@@ -193,3 +193,29 @@ def model_denoise_fn(graphdef) -> DenoiseFn:
         return model(x, tau, text, text_mask)
 
     return denoise
+
+
+def python_loop_buffer_step(denoise, partition, table):
+    """``buffer_step`` as a Python loop (the baseline the scanned step is measured against): one jitted Euler micro
+    step called s times from Python, then a jitted pop-and-push; the same arithmetic, one dispatch per micro step."""
+
+    @jax.jit
+    def micro(params, x, t_now, t_next, cond, frames):
+        tau = jnp.broadcast_to(t_now, x.shape[:2])
+        return euler_step(x, denoise(params, x, tau, cond, frames), jnp.broadcast_to(t_next - t_now, x.shape[:2]))
+
+    @jax.jit
+    def shift(x, rng):
+        rng, key = jax.random.split(rng)
+        noise = gaussian_noise(key, (x.shape[0], partition.c) + x.shape[2:], x.dtype)
+        return jnp.concatenate([x[:, partition.c:], noise], axis=1), x[:, :partition.c], rng
+
+    def step(params, state, cond):
+        frames = state.step * partition.c + jnp.arange(partition.B)
+        x = state.latents
+        for m in range(partition.s):
+            x = micro(params, x, table.tau_now[m], table.tau_next[m], cond, frames)
+        x, chunk, rng = shift(x, state.rng)
+        return BufferState(x, state.progress, state.step + 1, rng), chunk
+
+    return step
