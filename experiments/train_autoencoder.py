@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from absl import app, flags
 from experiments.flag_parsing import parse_flags
+from experiments.streaming import fail
 
 from streamdit_jax import shapes_world as shapes
 from streamdit_jax.models import learned_autoencoder as lae
@@ -43,6 +44,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    try:
+        autoencoder_training.check_training_args("--", steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+                                                 num_clips=FLAGS.num_clips)
+    except ValueError as e:
+        fail(str(e))
     world = shapes.ShapesWorldConfig(frame_size=FLAGS.frame_size, two_object_prob=FLAGS.two_object_prob)
     config = autoencoder_training.autoencoder_config(world, FLAGS.latent_channels, tuple(int(w) for w in FLAGS.widths),
                                                      FLAGS.space_to_depth, FLAGS.loss)

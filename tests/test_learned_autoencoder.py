@@ -1,6 +1,7 @@
 """The learned frame autoencoder: its interface, atomic save/load, the CLI, and a DiT trained on its latents whose
 checkpoint carries its own copy (train -> export -> stream with the original autoencoder deleted)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,17 @@ def test_train_autoencoder_cli_writes_a_loadable_autoencoder_with_its_reconstruc
     assert ae.factor == 4
     assert set(ae.info["reconstruction"]) == {"present", "colour", "shape", "direction"}
     assert "reconstruction of held-out videos" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"steps": 0}, "--steps=0 must be an int >= 1"),
+    ({"batch_size": -2}, "--batch_size=-2 must be an int >= 1"),
+    ({"loss": "huber"}, "--loss='huber' is invalid: valid is one of 'palette', 'l1', 'mse'"),
+])
+def test_autoencoder_training_refuses_bad_arguments_before_any_work(args, message):
+    from streamdit_jax.training import autoencoder_training
+    with pytest.raises(ValueError, match=re.escape(message)):
+        autoencoder_training.check_training_args("--", **args)
+    with pytest.raises(ValueError, match=re.escape(message[2:])):  # the library entry checks them first
+        autoencoder_training.train_autoencoder(TINY_AE, shapes.ShapesWorldConfig(frame_size=16),
+                                               **{"steps": 1, "num_clips": 1, **args}, progress=False)

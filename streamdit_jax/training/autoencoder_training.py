@@ -66,6 +66,17 @@ def ae_loss(model: lae.ConvAutoencoder, frames_u8, rng, latent_noise: float, for
     return jnp.sum(weight * error) / jnp.sum(weight)
 
 
+def check_training_args(prefix: str = "", **values) -> None:
+    """ValueError naming the first bad ``train_autoencoder`` argument among those given: ``steps``, ``batch_size``,
+    ``num_clips`` ints >= 1, ``loss`` one of LOSSES (``prefix``: "--" for command-line flags)."""
+    for name, value in values.items():
+        if name == "loss":
+            if value not in LOSSES:
+                raise ValueError(f"{prefix}loss={value!r} is invalid: valid is one of {', '.join(map(repr, LOSSES))}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{prefix}{name}={value!r} must be an int >= 1")
+
+
 def train_autoencoder(config: lae.ConvAutoencoderConfig, world: shapes.ShapesWorldConfig, *, steps: int = 2000,
                       batch_size: int = 32, learning_rate: float = 1e-3, latent_noise: float = 0.1,
                       loss: str = "palette", foreground_weight: float = 10.0, num_clips: int = 512, seed: int = 0,
@@ -77,6 +88,7 @@ def train_autoencoder(config: lae.ConvAutoencoderConfig, world: shapes.ShapesWor
     without clipping diverged at step ~700 with the palette loss). ``seed`` sets the initialisation, the batch order
     and the latent noise. ``loss`` is one of LOSSES; "palette" needs a config with a palette (``autoencoder_config``).
     """
+    check_training_args(steps=steps, batch_size=batch_size, num_clips=num_clips, loss=loss)
     t0 = time.time()
     frames = render_frames(num_clips, world)
     _log.info("rendered %d frames in %.1fs", len(frames), time.time() - t0)
