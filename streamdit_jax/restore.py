@@ -18,18 +18,16 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-
 import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
 
-from streamdit_jax import parallel
+from streamdit_jax import parallel, weights
 from streamdit_jax.checkpoint import SIZES_FILE, STATE, Checkpointer, file_sizes
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax.models.factory import abstract_model
 from streamdit_jax.models.learned_autoencoder import is_autoencoder_dir
 from streamdit_jax.weights import SAFETENSORS_FILE, WeightsMismatch
-from streamdit_jax import weights
 
 
 INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-only export

@@ -48,21 +48,13 @@ def export_for_inference(workdir: str, output: str, dtype: str = "float16", step
     into OUTPUT/checkpoints/<step>, its autoencoder into OUTPUT/autoencoder and the integrity record: what a bundled
     checkpoint needs (no optimizer state, no raw parameters), and what ``load_for_inference`` reads back (cast to the
     model's param dtype). Returns the description."""
-    cfg, _, params = load_for_inference(workdir, step)
-    src = Checkpointer(workdir, async_save=False)
-    step = src.latest_step() if step is None else step
-    src.close()
-    small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
-    info = {"source": os.path.basename(os.path.normpath(os.path.abspath(workdir))), "step": int(step),
-            "dtype": str(jnp.dtype(dtype)), "params": int(sum(x.size for x in jax.tree.leaves(small)))}
+    cfg, small, info = _exported_params(workdir, dtype, step)
     out = Checkpointer(output, async_save=False, max_to_keep=1)
     try:
-        out.save(int(step), {"ema_params": small}, export_config(cfg), {INFERENCE_EXPORT: info}, force=True)
+        out.save(info["step"], {"ema_params": small}, export_config(cfg), {INFERENCE_EXPORT: info}, force=True)
     finally:
         out.close()
-    if cfg.autoencoder:
-        copy_autoencoder(cfg.autoencoder, output, replace=True)
-    seal_export(output)
+    _finish_export(cfg, output)
     return info
 
 
@@ -71,6 +63,18 @@ def export_safetensors(workdir: str, output: str, dtype: str = "float32", step: 
     names: ``weights.tensor_name``), the portable config as OUTPUT/config.json, its autoencoder into
     OUTPUT/autoencoder and the integrity record; ``load_for_inference`` reads the directory back (cast to the
     model's param dtype). Returns the description (also stored as the safetensors metadata, as strings)."""
+    cfg, small, info = _exported_params(workdir, dtype, step)
+    os.makedirs(output, exist_ok=True)
+    weights.save(os.path.join(output, SAFETENSORS_FILE), small,
+                 {"format": "streamdit_jax", **{k: str(v) for k, v in info.items()}})
+    write_text_atomic(os.path.join(output, CONFIG_JSON), json.dumps(export_config(cfg), indent=1) + "\n")
+    _finish_export(cfg, output)
+    return info
+
+
+def _exported_params(workdir: str, dtype: str, step: int | None):
+    """(config, EMA parameters cast to ``dtype``, the export's description) of WORKDIR's checkpoint (its latest
+    step unless ``step``; a safetensors export has no steps: 0)."""
     cfg, _, params = load_for_inference(workdir, step)
     if step is None and not os.path.isfile(os.path.join(workdir, SAFETENSORS_FILE)):
         src = Checkpointer(workdir, async_save=False, create=False)
@@ -79,14 +83,14 @@ def export_safetensors(workdir: str, output: str, dtype: str = "float32", step: 
     small = jax.tree.map(lambda x: x.astype(jnp.dtype(dtype)), params)
     info = {"source": os.path.basename(os.path.normpath(os.path.abspath(workdir))), "step": int(step or 0),
             "dtype": str(jnp.dtype(dtype)), "params": int(sum(x.size for x in jax.tree.leaves(small)))}
-    os.makedirs(output, exist_ok=True)
-    weights.save(os.path.join(output, SAFETENSORS_FILE), small,
-                 {"format": "streamdit_jax", **{k: str(v) for k, v in info.items()}})
-    write_text_atomic(os.path.join(output, CONFIG_JSON), json.dumps(export_config(cfg), indent=1) + "\n")
+    return cfg, small, info
+
+
+def _finish_export(cfg, output: str) -> None:
+    """The export's own copy of its learned autoencoder, then its integrity record."""
     if cfg.autoencoder:
         copy_autoencoder(cfg.autoencoder, output, replace=True)
     seal_export(output)
-    return info
 
 
 def seal_export(root: str) -> None:
