@@ -5,7 +5,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
-from streamdit_jax import shapes_world as shapes
+from streamdit_jax import shapes_wording, shapes_world as shapes
 from streamdit_jax.models.config import (MODEL_CONFIGS, ModelConfig, check_bool, check_int, check_real, check_str,
                                          get_model_config, is_int)
 from streamdit_jax.parallel import MeshConfig
@@ -13,6 +13,7 @@ from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
 
 # the datasets prepare_dataset can build (tfds_builders.BUILDERS; not imported here: tfds is a heavy import)
 DATASET_NAMES = ("shapes_world", "video_folder")
+CAPTION_WORDINGS = ("canonical", "varied")
 # One clip is one array_record example, rendered / decoded in memory and read back whole for every training window:
 # a clip of clip_len x frame_size x frame_size x 3 bytes must fit in this.
 MAX_CLIP_BYTES = 256 * 2 ** 20
@@ -74,6 +75,11 @@ class DataConfig:
     # shapes_world only: how often, and which, attributes change inside a clip (shapes.ShapesWorldConfig)
     mean_switch_interval: float = 48.0
     switch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # shapes_world only: "canonical" trains on the world's captions as rendered ("a red circle moving left");
+    # "varied" rewords each training window's caption with shapes_wording.paraphrase (train split), keeping the
+    # canonical wording with probability canonical_caption_prob, so a pretrained text encoder learns meanings.
+    caption_wording: str = "canonical"
+    canonical_caption_prob: float = 0.25
     seed: int = 0
 
     def __post_init__(self):
@@ -112,6 +118,11 @@ class DataConfig:
                                          and math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(f"data.switch_weights={weights!r} must be 3 finite weights >= 0 with a positive sum "
                              f"(relative odds of a shape, colour and motion switch)")
+        check_str("data.caption_wording", self.caption_wording, CAPTION_WORDINGS)
+        if self.caption_wording != "canonical" and not shapes_world:
+            raise ValueError(f"data.caption_wording={self.caption_wording!r} needs data.name='shapes_world' (it rewords "
+                             f"the world's canonical captions); data.name={self.name!r} takes its captions as written")
+        check_real("data.canonical_caption_prob", self.canonical_caption_prob, 0, 1)
         check_int("data.seed", self.seed, 0)
         if shapes_world:  # anything else the world itself refuses
             try:
@@ -124,6 +135,12 @@ class DataConfig:
         return shapes.ShapesWorldConfig(frame_size=self.frame_size, two_object_prob=self.two_object_prob,
                                         mean_switch_interval=self.mean_switch_interval,
                                         switch_weights=self.switch_weights)
+
+    def caption_rewording(self) -> Optional[shapes_wording.TrainingRewording]:
+        """The data pipeline's caption transform (None: captions as written), per ``caption_wording``."""
+        if self.caption_wording == "varied":
+            return shapes_wording.TrainingRewording(self.canonical_caption_prob)
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from streamdit_jax import parallel
 from streamdit_jax import shapes_world as shapes
 from streamdit_jax import pixels
+from streamdit_jax import shapes_wording as wording
 from streamdit_jax.data import pipeline, tfds_builders
 from streamdit_jax.shapes_world import COLOUR, COLOURS, MOTION, MOTIONS, PRESENT, SHAPE, X, Y, ShapesWorldConfig
 from streamdit_jax.models.text import BYTE_OFFSET, BOS, PAD, tokenize_bytes
@@ -285,6 +286,30 @@ def test_windows_are_consecutive_clip_frames_captioned_by_their_last_frame(shape
     assert len(starts) > 3, f"window starts are not random: {starts}"
     assert first_differs > 0, "no window had a switch inside: the last-frame rule was not exercised"
     assert first_differs < 24, "every window had a switch inside: the steady flag was only tested False"
+
+
+def test_reworded_captions_change_only_the_tokens_not_the_windows(shapes_data):
+    from streamdit_jax.shapes_wording import TrainingRewording
+
+    def batches(reword):
+        return _take(iter(pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=4,
+                                                      seed=3, tokenize=TOKENIZE, with_provenance=True,
+                                                      reword=reword)), 3)
+
+    plain, varied = batches(None), batches(TrainingRewording(canonical_prob=0.0))
+    reworded = 0
+    for a, b in zip(plain, varied):
+        for key in ("frames", "id", "start", "steady"):  # the steady flag compares the captions as rendered
+            np.testing.assert_array_equal(a[key], b[key])
+        for tokens_a, tokens_b in zip(a["tokens"], b["tokens"]):
+            canonical, text = decode_tokens(tokens_a), decode_tokens(tokens_b)
+            obj = shapes.parse_caption(canonical)[0]
+            reworded += text != canonical
+            # the reworded prompt still names the window's last caption (some wording of each attribute)
+            vocab = wording.vocabulary("train")
+            assert any(w in text for w in vocab.colours[obj.colour]), (canonical, text)
+            assert any(w in text for w in vocab.directions[obj.motion]), (canonical, text)
+    assert reworded >= 6, "the rewording was not applied"
 
 
 def test_pipeline_is_a_pure_function_of_the_seed(shapes_data):

@@ -262,10 +262,11 @@ class RenderedStreamer:
 
     def __init__(self, clips):
         self.clips = {seed: clip for seed, clip in zip(SEEDS, clips)}
-        self.streamed = []
+        self.streamed, self.prompts = [], []
 
     def frames(self, schedule, num_frames, seed):
         self.streamed.append(seed)
+        self.prompts.append(dict(schedule))
         video = self.clips[seed].frames[:num_frames]
         for i in range(0, num_frames, 8):
             yield video[i:i + 8]
@@ -289,6 +290,18 @@ def test_the_driver_streams_every_schedule_and_scores_them_as_evaluate_many_does
     assert lines == [f"schedule {i}/3: {T} frames" for i in (1, 2, 3)]
     one = evaluate_streamer(RenderedStreamer(clips), schedules[:1])  # no stream after the compiling one
     assert np.isnan(one["frames_per_second"])
+
+
+def test_the_driver_gives_the_model_the_prompts_and_scores_against_the_targets(clips):
+    from streamdit_jax.evaluation.driver import evaluate_streamer
+    from streamdit_jax.evaluation.schedule import reword_schedules
+    canonical = [{"seed": s, "num_frames": T, "prompts": _dict_schedule(c.captions)} for s, c in zip(SEEDS, clips)][:2]
+    free = reword_schedules(canonical, "heldout")
+    streamer = RenderedStreamer(clips)
+    result = evaluate_streamer(streamer, free, window=32)
+    assert streamer.prompts == [s["prompts"] for s in free]  # the model saw the free text
+    expected = evaluate_streamer(RenderedStreamer(clips), canonical, window=32)
+    assert result["present"] == expected["present"] > 0.9 and result["colour"] == expected["colour"] > 0.9
 
 
 def test_the_driver_checks_every_schedule_before_streaming_any(clips):

@@ -24,7 +24,8 @@ def test_a_written_record_reads_back_as_written_and_keeps_the_line_format(tmp_pa
     assert text == json.dumps({"seed": 7, "num_frames": 48, "prompts": {"0": RED, "20": BLUE},
                                "sampling": SAMPLING}) + "\n"
     [item] = read_schedules(path)
-    assert item == {"line": 1, "seed": 7, "num_frames": 48, "prompts": {0: RED, 20: BLUE}, "sampling": SAMPLING}
+    assert item == {"line": 1, "seed": 7, "num_frames": 48, "prompts": {0: RED, 20: BLUE}, "targets": None,
+                    "sampling": SAMPLING}
     assert not [p for p in tmp_path.iterdir() if p.name != "live.schedule.jsonl"]  # no temporary file left
 
 
@@ -34,12 +35,12 @@ def test_a_record_leaves_out_switches_not_yet_written_but_keeps_frame_0(tmp_path
     assert read_schedules(path)[0]["prompts"] == {0: RED, 9: BLUE}
 
 
-def test_several_schedules_round_trip_and_omit_an_absent_sampling_block(tmp_path):
+def test_several_schedules_round_trip_and_omit_an_absent_sampling_block_and_targets(tmp_path):
     path = str(tmp_path / "s.jsonl")
     schedules = [{"seed": 1000 + i, "num_frames": 64, "prompts": {0: RED, 32: BLUE}} for i in range(3)]
     write_schedules(path, schedules)
-    assert all("sampling" not in json.loads(line) for line in open(path))
-    assert read_schedules(path) == [dict(s, line=i + 1, sampling=None) for i, s in enumerate(schedules)]
+    assert all("sampling" not in json.loads(line) and "targets" not in json.loads(line) for line in open(path))
+    assert read_schedules(path) == [dict(s, line=i + 1, sampling=None, targets=None) for i, s in enumerate(schedules)]
 
 
 def test_the_writer_refuses_a_record_the_reader_would_refuse_and_writes_nothing(tmp_path):
@@ -191,3 +192,38 @@ def test_a_record_rewritten_mid_stream_is_a_whole_readable_record_of_the_frames_
         "seed": 0, "num_frames": 10, "prompts": {0: RED, 8: BLUE}, "sampling": SAMPLING}
     recorder.close(16)
     assert read_schedules(path)[0]["prompts"] == {0: RED, 8: BLUE, 12: GREEN}
+
+
+def test_targets_round_trip_and_make_free_text_prompts_scorable(tmp_path):
+    free = {0: "A crimson ball drifting leftwards.", 32: "look: a navy cube gliding upwards"}
+    targets = {0: RED, 32: BLUE}
+    path = str(tmp_path / "t.jsonl")
+    write_schedules(path, [{"seed": 3, "num_frames": 64, "prompts": free, "targets": targets}])
+    [item] = read_schedules(path)  # scorable: the targets are checked, not the free-text prompts
+    assert item["prompts"] == free and item["targets"] == targets
+    with pytest.raises(ValueError, match="line 1 is malformed.*does not follow the shapes-world grammar"):
+        write_schedules(path, [{"seed": 3, "num_frames": 64, "prompts": free}])
+        read_schedules(path)
+    assert read_schedules(path, scorable=False)[0]["targets"] is None
+
+
+def test_targets_at_other_frames_than_the_prompts_are_named():
+    record = {"seed": 0, "num_frames": 64, "prompts": {"0": "free text", "32": "more"}}
+    with pytest.raises(ValueError, match=r"prompts at \[0, 32\], targets at \[0\]"):
+        check_schedule_record({**record, "targets": {"0": RED}})
+    with pytest.raises(ValueError, match="targets must be an object"):
+        check_schedule_record({**record, "targets": [RED, BLUE]})
+    with pytest.raises(ValueError, match="schedule entry 32: caption 'a red blob' does not follow"):
+        check_schedule_record({**record, "targets": {"0": RED, "32": "a red blob"}})
+
+
+def test_reworded_schedules_keep_the_canonical_captions_as_targets():
+    from streamdit_jax.evaluation.schedule import default_schedules, reword_schedules
+    canonical = default_schedules(count=3)
+    reworded = reword_schedules(canonical, "heldout")
+    assert reword_schedules(canonical, "heldout") == reworded  # deterministic
+    for before, after in zip(canonical, reworded):
+        assert after["targets"] == before["prompts"] and after["seed"] == before["seed"]
+        assert set(after["prompts"]) == set(before["prompts"])
+        assert not set(after["prompts"].values()) & set(before["prompts"].values())
+        check_schedule_record(after)

@@ -12,7 +12,7 @@ model checkpoint resumes the data exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import grain
 import jax
@@ -37,6 +37,9 @@ class SampleWindow(grain.transforms.RandomMap):
     window_len: int
     tokenize: Callable[[Sequence[str]], np.ndarray]  # models.text.TextEncoder.tokenize
     with_provenance: bool = False
+    # (caption, rng) -> the wording the model is given (e.g. shapes_wording.TrainingRewording); None: as written.
+    # Drawn after the window, so the windows do not depend on it.
+    reword: Optional[Callable[[str, np.random.Generator], str]] = None
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
         frames = element["frames"]
@@ -50,8 +53,9 @@ class SampleWindow(grain.transforms.RandomMap):
         start = int(rng.integers(0, clip_len - self.window_len + 1))
         window_captions = captions[start:start + self.window_len]
         text = window_captions[-1]
+        prompt = text if self.reword is None else self.reword(text, rng)
         out = {"frames": np.asarray(frames[start:start + self.window_len]),
-               "tokens": np.asarray(self.tokenize([text])[0], np.int32),
+               "tokens": np.asarray(self.tokenize([prompt])[0], np.int32),
                "steady": np.bool_(all(c == text for c in window_captions))}
         if self.with_provenance:
             out["id"] = np.int64(element["id"])
@@ -62,7 +66,8 @@ class SampleWindow(grain.transforms.RandomMap):
 def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int, batch_size: int, seed: int,
                        tokenize: Callable[[Sequence[str]], np.ndarray], shuffle: bool = True, num_epochs: int | None = None,
                        read_threads: int = 4, prefetch_buffer_size: int | None = None,
-                       with_provenance: bool = False) -> grain.IterDataset:
+                       with_provenance: bool = False,
+                       reword: Optional[Callable[[str, np.random.Generator], str]] = None) -> grain.IterDataset:
     """Per-process batches {"frames": uint8 [batch_size, window_len, H, W, 3], "tokens": int32 [batch_size,
     text max_len] (``tokenize``: the text encoder's), "steady": bool [batch_size]} (drop_remainder; see `SampleWindow`), from a random-access source
     such as ``tfds.data_source(name, split=tfds.split_for_jax_process("train"), data_dir=...)``.
@@ -71,7 +76,7 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
     a fresh random window each epoch. All randomness comes from `seed` (grain's pipeline seed), so the stream of
     batches is a pure function of (data, seed), and ``iter(ds).get_state()`` / ``set_state(state)`` resume it.
     read_threads/prefetch_buffer_size configure grain's threaded reading (prefetch in elements, default
-    2 * batch_size, at least 16).
+    2 * batch_size, at least 16). ``reword``: see `SampleWindow` (the "steady" flag compares the captions as written).
     """
     for key, value in (("window_len", window_len), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
@@ -86,7 +91,7 @@ def make_train_dataset(data_source: Sequence[dict[str, Any]], *, window_len: int
     if shuffle:
         ds = ds.shuffle()
     ds = ds.repeat(num_epochs)
-    ds = ds.random_map(SampleWindow(window_len, tokenize, with_provenance))
+    ds = ds.random_map(SampleWindow(window_len, tokenize, with_provenance, reword))
     prefetch = max(16, 2 * batch_size) if prefetch_buffer_size is None else prefetch_buffer_size
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     return ds.batch(batch_size, drop_remainder=True)

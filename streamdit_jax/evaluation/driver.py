@@ -19,14 +19,14 @@ from streamdit_jax.evaluation.schedule import default_schedules
 from streamdit_jax.evaluation.shapes_metrics import evaluate_many
 from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.sampling.pretrained import load_streamer
-from streamdit_jax.sampling.schedule_io import check_schedule_record, sampling_choices
+from streamdit_jax.sampling.schedule_io import check_schedule_record, sampling_choices, scored_schedule
 from streamdit_jax.sampling.schedules import check_int
 
 
 def evaluate_streamer(streamer, schedules: Sequence[Mapping], window: int = 64,
                       log: Optional[Callable[[str], None]] = None) -> dict:
-    """Streams each schedule ({seed, num_frames, prompts}) with ``streamer`` and scores the frames in ``window``-frame
-    windows: ``evaluate_many``'s dict plus frames_per_second (after the first stream, which includes compilation; nan
+    """Streams each schedule ({seed, num_frames, prompts}, optionally targets) with ``streamer`` and scores the frames
+    in ``window``-frame windows against the targets, else the prompts: ``evaluate_many``'s dict plus frames_per_second (after the first stream, which includes compilation; nan
     for a single schedule) and sampling (``streamer.sampling_settings()``). Every schedule is checked before anything
     is streamed (ValueError naming the bad one); ``log`` gets a line per stream."""
     check_int(window, "window", 1, meaning="frames per window of the drift metrics")
@@ -43,7 +43,7 @@ def evaluate_streamer(streamer, schedules: Sequence[Mapping], window: int = 64,
         frames = np.concatenate(list(streamer.frames(item["prompts"], item["num_frames"], item["seed"])))
         seconds += time.perf_counter() - t if i else 0.0  # the first stream includes compilation
         frames_total += len(frames) if i else 0
-        videos.append((frames, item["prompts"]))
+        videos.append((frames, scored_schedule(item)))
         if log is not None:
             log(f"schedule {i + 1}/{len(schedules)}: {len(frames)} frames")
     result = evaluate_many(videos, window=window)

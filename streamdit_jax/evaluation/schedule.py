@@ -16,7 +16,7 @@ from typing import Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from streamdit_jax import shapes_world as shapes
+from streamdit_jax import shapes_wording, shapes_world as shapes
 
 Schedule = Union[Sequence[str], Mapping[int, str]]
 
@@ -152,3 +152,16 @@ def default_schedules(count: int = 20, num_frames: int = 256, switch_every: int 
     """The evaluator's default benchmark: ``count`` seeded random schedules (seeds 0..count-1)."""
     return [{"seed": s, "num_frames": num_frames, "prompts": random_schedule(s, num_frames, switch_every)}
             for s in range(count)]
+
+
+def reword_schedules(schedules: Sequence[Mapping], split: str = "heldout", seed: int = 0) -> list[dict]:
+    """Free-text versions of canonical schedules: each prompt reworded by ``shapes_wording.paraphrase`` in ``split``'s
+    words ("heldout": wording no training caption used), the canonical captions kept as the record's "targets" (what
+    the evaluator scores against). Deterministic in (``seed``, each record's seed); other keys are kept."""
+    out = []
+    for record in schedules:
+        targets = dict(record.get("targets") or record["prompts"])
+        rng = np.random.default_rng([seed, int(record["seed"])])
+        prompts = {frame: shapes_wording.paraphrase(text, rng, split) for frame, text in sorted(targets.items())}
+        out.append({**record, "prompts": prompts, "targets": targets})
+    return out

@@ -3,7 +3,9 @@
 One line per stream: {"seed": int, "num_frames": int, "prompts": {"0": "...", "64": "..."}}, optionally with
 "sampling": {"chunk", "steps_per_chunk", "guidance", "reference_frames", "warmup_frames"} (any of them, as
 ``Streamer.sampling_settings()`` gives them): with the same checkpoint, seed and sampling settings a record replays
-its stream frame for frame. ``check_schedule_record`` is the one validator of a record: ``read_schedules`` reads a
+its stream frame for frame. An optional "targets" map, with the same frames as "prompts", holds the canonical
+shapes-world caption each prompt means ("A crimson ball drifting leftwards." -> "a red circle moving left"): the
+model is given the prompts and the evaluator scores against the targets. ``check_schedule_record`` is the one validator of a record: ``read_schedules`` reads a
 file through it and ``format_schedule_record`` (``write_schedule_record`` / ``write_schedules``) checks every record
 it writes with it, so whatever is written here reads back. ``parse_prompts`` reads the 'frame:prompt;frame:prompt'
 text form of a schedule; ``sampling_choices`` merges explicit sampling choices with the records' block.
@@ -54,27 +56,47 @@ def check_sampling_block(block) -> Optional[dict]:
     return dict(block)
 
 
+def check_targets(targets, prompts: Mapping[int, str]) -> Optional[dict[int, str]]:
+    """A record's "targets" (None, or {frame: canonical caption} with exactly the frames of ``prompts``) with int
+    keys; ValueError names a frame that one map has and the other lacks (the captions are checked by the scorer)."""
+    if targets is None:
+        return None
+    if not isinstance(targets, Mapping):
+        raise ValueError(f"targets must be an object {{frame: canonical caption}}, got {targets!r}")
+    targets = {int(k): str(v) for k, v in targets.items()}
+    if set(targets) != set(prompts):
+        raise ValueError(f"targets must name the frames of prompts: prompts at {sorted(prompts)}, targets at "
+                         f"{sorted(targets)}")
+    return targets
+
+
+def scored_schedule(record: Mapping) -> dict[int, str]:
+    """What the evaluator scores a record's stream against: its "targets" when it has them, else its "prompts"."""
+    return record.get("targets") or record["prompts"]
+
+
 def check_schedule_record(record: Mapping, scorable: bool = True) -> dict:
     """A schedule record (a JSONL line's object; frame keys as strings or ints) as {"seed": int, "num_frames": int,
-    "prompts": {int: str}, "sampling": dict or None}. Raises ValueError naming the bad value (KeyError, TypeError or
-    AttributeError for a missing key or a value of the wrong kind): a seed outside [0, 2^32 - 1], num_frames < 1, a
-    schedule without frame 0 or with a switch at or after num_frames, a bad sampling block; with ``scorable`` also a
-    prompt outside the shapes-world grammar (the evaluator scores only those; a stream takes any prompt)."""
+    "prompts": {int: str}, "targets": {int: str} or None, "sampling": dict or None}. Raises ValueError naming the bad
+    value (KeyError, TypeError or AttributeError for a missing key or a value of the wrong kind): a seed outside
+    [0, 2^32 - 1], num_frames < 1, a schedule without frame 0 or with a switch at or after num_frames, targets at
+    other frames than the prompts, a bad sampling block; with ``scorable`` also a scored caption (the targets, else
+    the prompts) outside the shapes-world grammar (the evaluator scores only those; a stream takes any prompt)."""
     seed = check_seed(record["seed"])
     num_frames = int(record["num_frames"])
     prompts = {int(k): str(v) for k, v in record["prompts"].items()}
     sampling = check_sampling_block(record.get("sampling"))
     normalize_schedule(prompts)
+    targets = check_targets(record.get("targets"), prompts)
     if num_frames < 1:
         raise ValueError(f"num_frames={num_frames} must be >= 1")
-    if scorable:  # checks the frame range too, with each caption in turn
-        expand_schedule(prompts, num_frames)
-    else:
-        late = [frame for frame in prompts if frame >= num_frames]
-        if late:
-            raise ValueError(f"schedule entry {late[0]}: {prompts[late[0]]!r}: frame index must be in "
-                             f"[0, {num_frames})")
-    return {"seed": seed, "num_frames": num_frames, "prompts": prompts, "sampling": sampling}
+    late = [frame for frame in prompts if frame >= num_frames]
+    if late:
+        raise ValueError(f"schedule entry {late[0]}: {prompts[late[0]]!r}: frame index must be in "
+                         f"[0, {num_frames})")
+    if scorable:
+        expand_schedule(targets or prompts, num_frames)
+    return {"seed": seed, "num_frames": num_frames, "prompts": prompts, "targets": targets, "sampling": sampling}
 
 
 def read_schedules(path: str, name: str = "schedules", scorable: bool = True) -> list[dict]:
@@ -129,10 +151,12 @@ def sampling_choices(schedules: Sequence[Mapping], given: Mapping[str, object], 
 
 
 def format_schedule_record(seed: int, num_frames: int, prompts: Mapping[int, str],
-                           sampling: Optional[dict] = None) -> str:
-    """One JSONL line (newline included) holding the record, its "sampling" block only when given; ValueError when
-    ``check_schedule_record`` would not read it back (prompts need not be scorable: a stream takes any prompt)."""
+                           sampling: Optional[dict] = None, targets: Optional[Mapping[int, str]] = None) -> str:
+    """One JSONL line (newline included) holding the record, its "targets" and "sampling" only when given; ValueError
+    when ``check_schedule_record`` would not read it back (prompts need not be scorable: a stream takes any prompt)."""
     record = {"seed": seed, "num_frames": num_frames, "prompts": {str(f): p for f, p in prompts.items()}}
+    if targets is not None:
+        record["targets"] = {str(f): t for f, t in targets.items()}
     if sampling is not None:
         record["sampling"] = sampling
     line = json.dumps(record)
@@ -141,10 +165,10 @@ def format_schedule_record(seed: int, num_frames: int, prompts: Mapping[int, str
 
 
 def write_schedules(path: str, schedules: Sequence[Mapping]) -> None:
-    """Writes ``schedules`` (dicts of seed, num_frames, prompts and optionally sampling) as a schedule file, replaced
-    atomically."""
+    """Writes ``schedules`` (dicts of seed, num_frames, prompts and optionally targets and sampling) as a schedule
+    file, replaced atomically."""
     write_text_atomic(path, "".join(format_schedule_record(s["seed"], s["num_frames"], s["prompts"],
-                                                           s.get("sampling")) for s in schedules))
+                                                           s.get("sampling"), s.get("targets")) for s in schedules))
 
 
 def write_schedule_record(path: str, seed: int, num_frames: int, prompts: Mapping[int, str], sampling: dict) -> None:

@@ -106,5 +106,6 @@ def train_data_iterator(cfg: TrainConfig, workdir: str):
                               split=tfds.split_for_jax_process("train"))
     ds = pipeline.make_train_dataset(source, window_len=cfg.buffer_len, batch_size=cfg.batch_size // jax.process_count(),
                                      seed=cfg.seed,
-                                     tokenize=text_encoder_of(cfg.model).tokenize)
+                                     tokenize=text_encoder_of(cfg.model).tokenize,
+                                     reword=cfg.data.caption_rewording())
     return iter(ds)
