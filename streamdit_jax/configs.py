@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Mapping, Optional
 
 from streamdit_jax import shapes_wording, shapes_world as shapes
@@ -14,6 +15,7 @@ from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
 # the datasets prepare_dataset can build (tfds_builders.BUILDERS; not imported here: tfds is a heavy import)
 DATASET_NAMES = ("shapes_world", "video_folder")
 CAPTION_WORDINGS = ("canonical", "varied")
+TEXT_SOURCES = ("on_the_fly", "precomputed")
 # One clip is one array_record example, rendered / decoded in memory and read back whole for every training window:
 # a clip of clip_len x frame_size x frame_size x 3 bytes must fit in this.
 MAX_CLIP_BYTES = 256 * 2 ** 20
@@ -80,6 +82,11 @@ class DataConfig:
     # canonical wording with probability canonical_caption_prob, so a pretrained text encoder learns meanings.
     caption_wording: str = "canonical"
     canonical_caption_prob: float = 0.25
+    # "on_the_fly": batches carry the captions' tokens and every step runs the text encoder. "precomputed": a frozen
+    # encoder's embeddings of every caption, written once beside the dataset by experiments.precompute_text, are read
+    # with the frames; the step never runs the encoder and its weights are never placed on the mesh (what a
+    # multi-billion-parameter encoder needs).
+    text_source: str = "on_the_fly"
     seed: int = 0
 
     def __post_init__(self):
@@ -123,6 +130,11 @@ class DataConfig:
             raise ValueError(f"data.caption_wording={self.caption_wording!r} needs data.name='shapes_world' (it rewords "
                              f"the world's canonical captions); data.name={self.name!r} takes its captions as written")
         check_real("data.canonical_caption_prob", self.canonical_caption_prob, 0, 1)
+        check_str("data.text_source", self.text_source, TEXT_SOURCES)
+        if self.text_source == "precomputed" and self.caption_wording == "varied":
+            raise ValueError("data.text_source='precomputed' cannot go with data.caption_wording='varied': varied "
+                             "wording rewords each training window's caption at random, so its embeddings cannot be "
+                             "computed ahead; use data.caption_wording='canonical' or data.text_source='on_the_fly'")
         check_int("data.seed", self.seed, 0)
         if shapes_world:  # anything else the world itself refuses
             try:
@@ -218,6 +230,11 @@ class TrainConfig:
     # fine-tuning: a checkpoint (training workdir or inference export) whose EMA parameters start a fresh run
     # (new optimiser state, step 0); ignored once WORKDIR holds a checkpoint of its own (resume wins)
     init_from: str = ""
+    # with init_from: the parameters (dotted names as in a safetensors export, e.g.
+    # "denoiser.blocks.plain.cross.k.kernel", each matched in full by one of these regular expressions) that start
+    # from this run's fresh initialisation instead of the checkpoint, e.g. the cross-attention keys/values and the
+    # pooled-text projection when the text encoder is swapped. The checkpoint's model may then differ in model.text.
+    init_fresh: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name, cls in (("model", ModelConfig), ("optim", OptimConfig), ("data", DataConfig), ("mesh", MeshConfig),
@@ -260,12 +277,27 @@ class TrainConfig:
                              f"keep_checkpoints and sample_steps must be integers >= 1, sample_every >= 0 (0 = never)")
         check_bool("async_checkpoint", self.async_checkpoint)
         check_str("init_from", self.init_from)
+        object.__setattr__(self, "init_fresh", _tuple("init_fresh", self.init_fresh))
+        for pattern in self.init_fresh:
+            check_str("init_fresh entry", pattern)
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"init_fresh entry {pattern!r} is not a regular expression: {e}") from None
         if self.autoencoder_factor:  # the token grid is known without loading anything: check the window now
             side = self.data.frame_size // self.autoencoder_factor
             if self.data.frame_size % self.autoencoder_factor:
                 raise ValueError(f"data.frame_size={self.data.frame_size} is not divisible by autoencoder_factor="
                                  f"{self.autoencoder_factor}")
             self.model.resolved_window(self.model.token_grid((self.buffer_len, side, side)))
+        if self.data.text_source == "precomputed":
+            from streamdit_jax.models.text import TEXT_ENCODERS, is_trainable  # jax + flax: imported when needed
+            if is_trainable(self.model.text):
+                frozen = [k for k in TEXT_ENCODERS if not is_trainable(dataclasses.replace(self.model.text, kind=k))]
+                raise ValueError(f"data.text_source='precomputed' needs a frozen text encoder, but model.text.kind="
+                                 f"{self.model.text.kind!r} is trained with the DiT (its embeddings change every "
+                                 f"step); use a frozen kind ({', '.join(map(repr, frozen))}) or "
+                                 f"data.text_source='on_the_fly'")
         if self.data.clip_len < self.buffer_len:
             raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
         if self.autoencoder and self.autoencoder_factor:

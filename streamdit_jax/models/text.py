@@ -154,7 +154,22 @@ def minilm_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.fl
     return encoder
 
 
-TEXT_ENCODERS = {"byte": ByteEncoder, "minilm": minilm_encoder}
+def t5_encoder(cfg: TextEncoderConfig, dtype=jnp.float32, param_dtype=jnp.float32) -> TextEncoder:
+    """The frozen T5-family encoder of ``models.t5`` (T5, T5 v1.1, mT5, umT5 -- Wan2.1's -- or ByT5) in the Hugging
+    Face directory ``cfg.path`` (there is no bundled default), run in ``dtype``: states past each prompt are zero."""
+    from streamdit_jax.models.t5 import T5TextEncoder
+    if not cfg.path:
+        raise ValueError("model.text.kind='t5' needs model.text.path: a local Hugging Face directory (config.json + "
+                         "*.safetensors + tokenizer.json or spiece.model), e.g. Wan2.1's umT5-XXL, downloaded by you")
+    with jax.ensure_compile_time_eval(), parallel.outside_mesh():
+        encoder = T5TextEncoder.from_directory(cfg.path, max_len=cfg.max_len, dtype=dtype)
+    if encoder.width != cfg.width:
+        raise ValueError(f"model.text.width={cfg.width} does not match the text encoder at {cfg.path!r}, whose "
+                         f"d_model is {encoder.width}")
+    return encoder
+
+
+TEXT_ENCODERS = {"byte": ByteEncoder, "minilm": minilm_encoder, "t5": t5_encoder}
 assert tuple(TEXT_ENCODERS) == TEXT_ENCODER_KINDS, "models.config.TEXT_ENCODER_KINDS must list TEXT_ENCODERS"
 
 

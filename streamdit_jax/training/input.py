@@ -2,9 +2,13 @@
 
 The batches are this process's share of the global batch; the loop turns them into global jax.Arrays on the mesh
 (jax.make_array_from_process_local_data). The grain iterator's state is checkpointed with the model.
+
+With ``data.text_source="precomputed"`` the captions' embeddings by the config's frozen text encoder are read beside
+the frames (``data.caption_embeddings``); ``precompute_caption_embeddings`` writes them (experiments.precompute_text).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 
@@ -12,8 +16,9 @@ import jax
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from streamdit_jax.data import pipeline, tfds_builders
+from streamdit_jax.data import caption_embeddings, pipeline, tfds_builders
 from streamdit_jax.configs import TrainConfig
+from streamdit_jax.models.config import TextEncoderConfig
 from streamdit_jax.models.conditioned import text_encoder_of
 
 
@@ -44,6 +49,77 @@ def prepare_dataset(cfg: TrainConfig, workdir: str):
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("streamdit_dataset_built")
     return builder, dataset_dir(cfg, workdir)
+
+
+# ------------------------------------------------------------------------------------- precomputed caption embeddings
+
+PRECOMPUTE_COMMAND = "python -m experiments.precompute_text"
+
+
+def text_encoder_directory(text: TextEncoderConfig) -> str:
+    """The directory of a frozen text encoder's files (fingerprinted to name its embeddings): model.text.path, or the
+    installed default of its kind."""
+    if text.path:
+        return text.path
+    if text.kind == "minilm":
+        from streamdit_jax.models.bert import default_minilm_directory
+        return default_minilm_directory()
+    raise ValueError(f"model.text.kind={text.kind!r} needs model.text.path (the directory of its weights) to name its "
+                     f"precomputed caption embeddings")
+
+
+def caption_embeddings_builder(cfg: TrainConfig, workdir: str, frames_builder=None,
+                               **build_kwargs) -> caption_embeddings.CaptionEmbeddings:
+    """The builder of the caption embeddings of the configured dataset by the config's frozen text encoder (nothing
+    is built or loaded: the encoder is named by its config and files). ``build_kwargs``: ``encode`` and the other
+    arguments CaptionEmbeddings needs to build."""
+    text = cfg.model.text
+    frames_builder = frames_builder or make_dataset_builder(cfg, workdir)
+    identity = caption_embeddings.encoder_identity(text.kind, text.max_len, text.width,
+                                                   (cfg.model.dtype, cfg.model.param_dtype),
+                                                   text_encoder_directory(text))
+    config = caption_embeddings.embeddings_config(tfds_builders.data_source_name(frames_builder), identity,
+                                                  text.max_len, text.width)
+    return caption_embeddings.CaptionEmbeddings(config=config, data_dir=dataset_dir(cfg, workdir),
+                                                frames_builder=frames_builder, **build_kwargs)
+
+
+def check_caption_embeddings(cfg: TrainConfig, workdir: str) -> None:
+    """With data.text_source="precomputed": ValueError naming the command that writes them unless the caption
+    embeddings of this config's dataset and text encoder are complete."""
+    if cfg.data.text_source != "precomputed":
+        return
+    builder = caption_embeddings_builder(cfg, workdir)
+    if builder.is_prepared():
+        return
+    others = caption_embeddings.others_in(dataset_dir(cfg, workdir), builder.builder_config.frames)
+    raise ValueError(
+        f"data.text_source='precomputed' needs the caption embeddings of model.text.kind={cfg.model.text.kind!r} "
+        f"(max_len {cfg.model.text.max_len}), which are not complete in {os.path.dirname(builder.data_dir)}: write "
+        f"them first with `{PRECOMPUTE_COMMAND} --config=CONFIG --workdir={workdir}` (this run's --config and "
+        f"--config.* overrides)" + (f"; that directory holds embeddings of other encoders only: {others}" if others
+                                    else ""))
+
+
+def precompute_caption_embeddings(cfg: TrainConfig, workdir: str, caption_batch: int = 64,
+                                  show_progress: bool = True) -> tuple[caption_embeddings.CaptionEmbeddings, bool]:
+    """Prepares the dataset as training does and writes its captions' embeddings by the config's frozen text encoder
+    (each distinct caption of ``caption_batch`` at a time encoded once, jitted) unless already complete. Returns
+    (builder, whether they were written now). One process: ValueError when there are several, or when the config
+    cannot train on precomputed text (a trainable encoder, reworded captions; the config's checks name why)."""
+    if jax.process_count() > 1:
+        raise ValueError(f"{PRECOMPUTE_COMMAND} runs in one process (this is one of {jax.process_count()}): run it "
+                         f"once, without --distributed, before the multi-process training")
+    if cfg.data.text_source != "precomputed":  # the checks of a config that trains on them
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, text_source="precomputed"))
+    frames_builder, _ = prepare_dataset(cfg, workdir)
+    builder = caption_embeddings_builder(cfg, workdir, frames_builder)
+    if builder.is_prepared():
+        return builder, False
+    encode = caption_embeddings.batched_encoder(text_encoder_of(cfg.model), caption_batch)
+    builder = caption_embeddings_builder(cfg, workdir, frames_builder, encode=encode, caption_batch=caption_batch,
+                                         show_progress=show_progress)
+    return builder, caption_embeddings.build(builder)
 
 
 # ------------------------------------------------------------------------ checks before anything is built or trained
@@ -93,19 +169,28 @@ def check_dataset_source(cfg: TrainConfig, workdir: str) -> None:
 
 
 def check_training_inputs(cfg: TrainConfig, workdir: str) -> None:
-    """What a training run needs before it builds or compiles anything: a writable workdir and a dataset that can be
-    built (see check_dataset_source). ValueError naming the problem."""
+    """What a training run needs before it builds or compiles anything: a writable workdir, a dataset that can be
+    built (see check_dataset_source) and, with precomputed text, its caption embeddings (check_caption_embeddings).
+    ValueError naming the problem."""
     check_writable_dir(workdir, "workdir")
     check_dataset_source(cfg, workdir)
+    check_caption_embeddings(cfg, workdir)
 
 
 def train_data_iterator(cfg: TrainConfig, workdir: str):
-    """This process's iterator of {"frames": uint8 [b, B, H, W, 3], "tokens": int32 [b, L]} (get/set_state)."""
+    """This process's iterator of {"frames": uint8 [b, B, H, W, 3], "tokens": int32 [b, L]} (get/set_state); with
+    precomputed text "text" / "text_mask" (+ "null_text" / "null_text_mask" when cfg.text_dropout > 0) instead of
+    "tokens" (see pipeline.make_train_dataset)."""
     builder, data_dir = prepare_dataset(cfg, workdir)
-    source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir,
-                              split=tfds.split_for_jax_process("train"))
+    split = tfds.split_for_jax_process("train")
+    source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
+    if cfg.data.text_source == "precomputed":
+        check_caption_embeddings(cfg, workdir)
+        embeddings = caption_embeddings_builder(cfg, workdir, builder)
+        text = dict(caption_embeddings=embeddings.as_data_source(split),
+                    null_text=caption_embeddings.null_text(embeddings) if cfg.text_dropout > 0 else None)
+    else:
+        text = dict(tokenize=text_encoder_of(cfg.model).tokenize, reword=cfg.data.caption_rewording())
     ds = pipeline.make_train_dataset(source, window_len=cfg.buffer_len, batch_size=cfg.batch_size // jax.process_count(),
-                                     seed=cfg.seed,
-                                     tokenize=text_encoder_of(cfg.model).tokenize,
-                                     reword=cfg.data.caption_rewording())
+                                     seed=cfg.seed, **text)
     return iter(ds)

@@ -30,7 +30,7 @@ from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.models import learned_autoencoder
 from streamdit_jax import restore
 from streamdit_jax.profiling import ProfileWindow
-from streamdit_jax.training import distill, sampling_preview, steps
+from streamdit_jax.training import distill, partial_init, sampling_preview, steps
 from streamdit_jax.configs import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,15 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     ``mesh``; its model must be ``cfg.model`` and its autoencoder ``cfg``'s, because the run starts from (or learns
     from) these parameters and they predict in that autoencoder's latent space."""
     source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
-    if source_cfg.model != cfg.model:
+    if role != "teacher" and cfg.init_fresh:
+        if not partial_init.models_differ_only_in_text(cfg.model, source_cfg.model):
+            diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items()
+                          if k != "text" and dataclasses.asdict(source_cfg.model).get(k) != v)
+            raise ConfigMismatchError(f"{role} {path!r} differs from this run's model in {diff}; with init_fresh "
+                                      f"only model.text may differ")
+        params, kept = partial_init.merge_fresh(params, steps.fresh_params(cfg, mesh), cfg.init_fresh)
+        log.info("%s: %d parameters start fresh (init_fresh): %s", role, len(kept), kept)
+    elif source_cfg.model != cfg.model:
         source = dataclasses.asdict(source_cfg.model)
         diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items() if source.get(k) != v)
         raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
@@ -271,6 +279,8 @@ def train(cfg: TrainConfig, workdir: str, data_iterator_fn: Callable[[TrainConfi
     teacher = load_teacher(cfg, mesh) if cfg.distill is not None else None
     resuming = ckpt.latest_step() is not None
     start_params = teacher
+    if cfg.init_fresh and not cfg.init_from and not resuming:
+        raise ValueError(f"init_fresh={cfg.init_fresh} needs init_from (the checkpoint the other parameters come from)")
     if cfg.init_from and not resuming:
         start_params = load_start_params(cfg.init_from, cfg, mesh, "init_from checkpoint")
         log.info("fine-tuning: starting from the EMA parameters of %s", cfg.init_from)

@@ -19,6 +19,7 @@ from streamdit_jax import flow, parallel
 from streamdit_jax.pixels import frames_to_float
 from streamdit_jax.models.conditioned import ConditionedModel, text_encoder_of
 from streamdit_jax.models.factory import abstract_model
+from streamdit_jax.models.text import is_trainable
 from streamdit_jax.partition import mixed_chunk_tau
 from streamdit_jax.configs import OptimConfig, TrainConfig
 
@@ -73,7 +74,8 @@ def batch_text(model, batch: dict, rng, rate: float, text_params=None):
     On the fly: ``batch["tokens"]`` through the model's text encoder: a trainable one inside the model
     (``model.encode_text``; gradients reach it), a frozen one with ``text_params`` (its weights; no gradient).
     Precomputed (a frozen encoder run once over the captions): ``batch["text"]`` and ``batch["text_mask"]``,
-    with the null prompt's embeddings ``batch["null_text"]`` [1, L, D] / ``batch["null_text_mask"]`` [1, L] when
+    with the null prompt's embeddings ``batch["null_text"]`` [p, L, D] / ``batch["null_text_mask"]`` [p, L] (p >= 1
+    equal rows, one per process) when
     ``rate`` > 0. Both draw the same drop decisions from the same key."""
     if "tokens" in batch:
         encoder = text_encoder_of(model.cfg)
@@ -94,8 +96,9 @@ def batch_text(model, batch: dict, rng, rate: float, text_params=None):
     text, mask = batch["text"], batch["text_mask"]
     if rate > 0:
         drop = jax.random.bernoulli(rng, rate, (text.shape[0], 1))
-        text = jnp.where(drop[..., None], batch["null_text"].astype(text.dtype), text)
-        mask = jnp.where(drop, batch["null_text_mask"].astype(mask.dtype), mask)
+        # [:1]: every process's batch carries the same null row, so a global batch holds one per process
+        text = jnp.where(drop[..., None], batch["null_text"][:1].astype(text.dtype), text)
+        mask = jnp.where(drop, batch["null_text_mask"][:1].astype(mask.dtype), mask)
     return text, mask
 
 
@@ -161,11 +164,12 @@ def batch_latents(batch: dict, cfg: TrainConfig, autoencoder_params) -> jax.Arra
 def replicated_frozen_params(cfg: TrainConfig, mesh) -> dict:
     """The weights a step uses but never trains, replicated on ``mesh``: {"autoencoder": the config's autoencoder's
     ``params`` (None when batches carry precomputed latents), "text_encoder": a frozen text encoder's ``params``
-    (None for a trainable one, whose weights are in the train state)}. An argument of every train / distill step,
-    so no weight is a constant compiled into it."""
-    encoder = text_encoder_of(cfg.model)
+    (None for a trainable one, whose weights are in the train state, and with ``data.text_source="precomputed"``:
+    batches carry the embeddings, so the encoder is neither loaded nor placed on the mesh)}. An argument of every
+    train / distill step, so no weight is a constant compiled into it."""
+    on_the_fly = cfg.data.text_source != "precomputed" and not is_trainable(cfg.model.text)
     out = {"autoencoder": None if not (cfg.autoencoder_factor or cfg.autoencoder) else cfg.make_autoencoder().params,
-           "text_encoder": None if encoder.trainable else encoder.params}
+           "text_encoder": text_encoder_of(cfg.model).params if on_the_fly else None}
     return jax.device_put(jax.tree.map(np.asarray, out), parallel.replicated(mesh))
 
 
@@ -215,14 +219,24 @@ def make_train_step(cfg: TrainConfig, graphdef, tx, state_shardings, batch_shard
                    donate_argnums=(0,))
 
 
+def fresh_params(cfg: TrainConfig, mesh):
+    """The model's freshly initialised parameters (seed ``cfg.seed``), sharded on ``mesh`` as in the train state."""
+    _, _, _, shardings = abstract_train_state(cfg, mesh)
+    with parallel.activate(mesh):
+        return jax.jit(lambda: _init_params(cfg), out_shardings=shardings.params)()
+
+
+def _init_params(cfg: TrainConfig):
+    return nnx.to_pure_dict(nnx.split(ConditionedModel(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
+
+
 def create_train_state(cfg: TrainConfig, mesh, init_params=None):
     """Model + optimizer state initialised directly sharded on ``mesh``: (graphdef, tx, state, state_shardings).
     ``init_params`` (e.g. a distillation teacher's, already on the mesh) replaces the random initialisation."""
     graphdef, tx, _, shardings = abstract_train_state(cfg, mesh)
 
     def init(given):
-        params = given if given is not None else nnx.to_pure_dict(
-            nnx.split(ConditionedModel(cfg.model, rngs=nnx.Rngs(cfg.seed)))[1])
+        params = given if given is not None else _init_params(cfg)
         return init_train_state(params, tx, cfg.seed)
 
     with parallel.activate(mesh):

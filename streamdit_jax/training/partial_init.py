@@ -1,0 +1,65 @@
+"""Fine-tuning from a checkpoint whose model differs in a known part: ``init_fresh`` names the parameters that start
+from this run's fresh initialisation; every other parameter comes from the checkpoint and must match it in shape.
+
+The case it exists for is swapping the text encoder (e.g. the byte encoder for a frozen MiniLM): the denoiser's
+self-attention, MLPs and adaLN keep what they learned about the video, while the projections that read the text
+(cross-attention keys/values, the pooled-text projection: their input width is the encoder's) start afresh.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Sequence
+
+import jax
+
+from streamdit_jax import weights
+
+
+class PartialInitError(ValueError):
+    """The checkpoint cannot start this run with the given ``init_fresh`` (names the parameters and patterns)."""
+
+
+def merge_fresh(checkpoint_params: Any, fresh_params: Any, patterns: Sequence[str]) -> tuple[Any, list[str]]:
+    """(``fresh_params``' tree with every leaf whose dotted name (``weights.tensor_name``) no pattern fully matches
+    replaced by the checkpoint's leaf of that name, the names kept fresh). PartialInitError names the parameters the
+    checkpoint lacks or holds in another shape (match them with a pattern to start them fresh) and any pattern that
+    matches no parameter (a typo would silently load everything)."""
+    theirs = weights.flatten(checkpoint_params)
+    compiled = [re.compile(p) for p in patterns]
+    used, kept_fresh, missing, reshaped = set(), [], [], []
+
+    def pick(path, leaf):
+        name = weights.tensor_name(path)
+        hits = [p.pattern for p in compiled if p.fullmatch(name)]
+        if hits:
+            used.update(hits)
+            kept_fresh.append(name)
+            return leaf
+        if name not in theirs:
+            missing.append(name)
+        elif theirs[name].shape != leaf.shape:
+            reshaped.append(f"{name} {tuple(theirs[name].shape)} -> {tuple(leaf.shape)}")
+        else:
+            return theirs[name]
+        return leaf
+
+    merged = jax.tree_util.tree_map_with_path(pick, fresh_params)
+    unused = [p for p in patterns if p not in used]
+    quoted = lambda ps: "[" + ", ".join(f"'{p}'" for p in ps) + "]"  # as written, not repr's doubled backslashes
+    if missing or reshaped or unused:
+        parts = []
+        if missing:
+            parts.append(f"the checkpoint lacks {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if reshaped:
+            parts.append(f"its shapes differ for {reshaped[:8]}{' ...' if len(reshaped) > 8 else ''}")
+        if unused:
+            parts.append(f"init_fresh patterns {quoted(unused)} match no parameter of this model")
+        raise PartialInitError("cannot start from the checkpoint: " + "; ".join(parts) + f" (init_fresh="
+                               f"{quoted(patterns)}: parameters matched in full by a pattern start fresh)")
+    return merged, kept_fresh
+
+
+def models_differ_only_in_text(ours, theirs) -> bool:
+    """Whether two ModelConfigs are equal up to their text encoder (what ``init_fresh`` may bridge)."""
+    return dataclasses.replace(ours, text=theirs.text) == theirs
