@@ -11,7 +11,8 @@ checkpoint's defaults. One run streams every schedule with one sampler, so all l
 block (or none). Without --schedules, 20 seeded random one-object schedules of 256 frames with a switch every 64
 frames. A line may carry "targets": {"0": canonical caption, ...} beside free-text prompts: the model is given the
 prompts and scored against the targets. --reword=heldout rewords every prompt of the schedules in words no training
-caption used (streamdit_jax.shapes_wording) and scores against the canonical captions. Prints the evaluator's table and writes OUT.json with present, colour, shape, direction,
+caption used (streamdit_jax.shapes_wording) and scores against the canonical captions; --reword=heldout_phrasing
+only the phrasing (templates, verbs, direction words; the training colour and shape words). Prints the evaluator's table and writes OUT.json with present, colour, shape, direction,
 switch_lag_frames, drift_points, settled_drift_points, frames_per_second, sampling (the settings used) and the
 per-window details. drift_points = last window - first window; settled_drift_points leaves out the frames each
 obeyed switch took to show (its lag), which plain drift counts as decay whenever the first window holds no switch
@@ -40,8 +41,10 @@ from streamdit_jax.sampling.video_io import check_writable
 define_stream_flags()
 flags.DEFINE_string("schedules", "", "JSONL of {seed, num_frames, prompts[, targets][, sampling]}; '' = 20 random "
                     "schedules.")
-flags.DEFINE_enum("reword", "", ["", "train", "heldout"], "Reword every prompt in this split's words "
-                  "(shapes_wording) and score against the canonical captions: 'heldout' = wording never trained on.")
+flags.DEFINE_enum("reword", "", ["", "train", "heldout", "heldout_phrasing"],
+                  "Reword every prompt in this split's words (shapes_wording) and score against the canonical "
+                  "captions: 'heldout' = wording never trained on; 'heldout_phrasing' = its templates, verbs and "
+                  "directions around the training colour and shape words.")
 flags.DEFINE_string("output_json", "", "Where to write the results ('' = do not write).")
 flags.DEFINE_integer("window", 64, "Frames per window for the drift metrics (>= 1).")
 FLAGS = flags.FLAGS

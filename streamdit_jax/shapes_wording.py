@@ -7,7 +7,9 @@ schedule's ``targets``). Every attribute value and every template comes in two d
 
 * ``"train"``: the canonical word (always first) and synonyms a training caption may use;
 * ``"heldout"``: words, templates and sentence frames no training caption contains, to check that the model generalises through the
-  encoder's knowledge of language ("A crimson ball drifting leftwards." for "a red circle moving left").
+  encoder's knowledge of language ("A crimson ball drifting leftwards." for "a red circle moving left");
+* ``"heldout_phrasing"``: the held-out templates, frames, verbs and direction words around the training colour and
+  shape words ("A scarlet disc gliding leftwards.").
 
 A wording is a sentence frame around one clause per object, template(article, colour word, shape word, verb,
 direction phrase), the clauses joined with " and " as in the canonical grammar.
@@ -21,7 +23,7 @@ import numpy as np
 
 from streamdit_jax import shapes_world as shapes
 
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "heldout_phrasing")
 
 
 class Vocabulary(NamedTuple):
@@ -64,11 +66,17 @@ HELDOUT = Vocabulary(
     frames=("{}.", "look: {}"),
 )
 
-VOCABULARIES = {"train": TRAIN, "heldout": HELDOUT}
+# The held-out phrasing (templates, sentence frames, verbs, direction words) around the TRAINING colour and shape words:
+# what a pretrained encoder's knowledge of language carries. Colour and shape synonyms it has never been trained on
+# (HELDOUT) are a harder test, which MiniLM-L6 does not pass: a linear probe on its sentence embeddings, fitted on the
+# training wordings, names a held-out colour word's colour ~30% of the time (WORKSPACE.md, "Session 12").
+HELDOUT_PHRASING = HELDOUT._replace(colours=TRAIN.colours, shapes=TRAIN.shapes)
+
+VOCABULARIES = {"train": TRAIN, "heldout": HELDOUT, "heldout_phrasing": HELDOUT_PHRASING}
 
 
 def vocabulary(split: str) -> Vocabulary:
-    """The `Vocabulary` of ``split`` ("train" or "heldout"); ValueError names a bad split."""
+    """The `Vocabulary` of ``split`` (one of SPLITS); ValueError names a bad split."""
     if split not in VOCABULARIES:
         raise ValueError(f"wording split must be one of {SPLITS}, got {split!r}")
     return VOCABULARIES[split]

@@ -50,6 +50,9 @@ def test_every_wording_means_its_canonical_caption(split):
 
 def test_the_held_out_split_shares_no_word_with_training_and_training_includes_the_canonical_wording():
     assert wording.words("train") & wording.words("heldout") == set()
+    train_attribute_words = {w for v in (wording.TRAIN.colours, wording.TRAIN.shapes) for ps in v.values() for p in ps
+                             for w in p.split()}
+    assert wording.words("train") & wording.words("heldout_phrasing") == train_attribute_words
     assert wording.vocabulary("heldout").templates != wording.vocabulary("train").templates
     rng = np.random.default_rng(1)
     drawn = {wording.paraphrase("a red circle moving left", rng, "train") for _ in range(2000)}
