@@ -18,7 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.flag_parsing import parse_flags
-from experiments.streaming import BUNDLED, fail
+from experiments.streaming import BYTE_BUNDLE, fail
 from streamdit_jax import parallel
 from streamdit_jax.profiling import parse_profile_steps
 from streamdit_jax.training.distill_config import student_config
@@ -28,7 +28,8 @@ from streamdit_jax.restore import CheckpointError
 
 config_flags.DEFINE_config_file("config", None, "Distillation config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory of the student: checkpoints, metrics, samples, dataset.")
-flags.DEFINE_string("teacher", BUNDLED, "The teacher's training workdir (default: the bundled checkpoint).")
+flags.DEFINE_string("teacher", BYTE_BUNDLE, "The teacher's training workdir (default: the bundled byte-encoder "
+                    "model, experiments/checkpoints/shapes_latent).")
 flags.DEFINE_bool("distributed", parallel.distributed_requested(),
                   f"Call jax.distributed.initialize() (multi-host; default: ${parallel.DISTRIBUTED_ENV}=1).")
 flags.DEFINE_string("profile_steps", "", "START:STOP: write a jax.profiler trace of distillation steps "

