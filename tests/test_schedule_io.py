@@ -189,7 +189,7 @@ def test_a_record_rewritten_mid_stream_is_a_whole_readable_record_of_the_frames_
     live.at(12)  # denoised ahead of the written frames
     assert recorder.update(10) is False  # a switch: rewritten, but not the first write
     assert check_schedule_record(json.loads(open(path).read())) == {
-        "seed": 0, "num_frames": 10, "prompts": {0: RED, 8: BLUE}, "sampling": SAMPLING}
+        "seed": 0, "num_frames": 10, "prompts": {0: RED, 8: BLUE}, "targets": None, "sampling": SAMPLING}
     recorder.close(16)
     assert read_schedules(path)[0]["prompts"] == {0: RED, 8: BLUE, 12: GREEN}
 
