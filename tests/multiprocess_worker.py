@@ -6,8 +6,10 @@ distributed: 2 fake CPU devices per process, jax.distributed from JAX_COORDINATO
 JAX_PROCESS_ID (gloo collectives), each process reads its own tfds.split_for_jax_process("train").
 reference: one process with 4 fake devices, fed the concatenation of the same two per-process splits' batches.
 The mesh is fsdp over all 4 devices (parameters sharded ACROSS the processes), the global batch 4 (2 per process: not
-divisible by the 4 devices per process count, only globally), and a preview GIF every 5 steps (every process must
-take part). PREEMPT_AT=N: process 1 sends itself SIGTERM when it reads its N-th batch.
+divisible by the 4 devices per process count, only globally), and a preview GIF every 3 steps of the 6 (every process
+must take part; one micro step per chunk: sample_steps=4 over the buffer's 4 chunks). PREEMPT_AT=N: process 1 sends
+itself SIGTERM when it reads its N-th batch. SAMPLE_EVERY=0: no preview (the SIGTERM test's runs; previews are the
+uninterrupted run's to check, and they leave the training state alone).
 """
 import json
 import os
@@ -38,8 +40,9 @@ if mode == "distributed":
 cfg = TrainConfig(model=get_model_config("tiny", latent_channels=12, window=(4, 2, 2)),
                   optim=OptimConfig(learning_rate=2e-3, warmup_steps=2),
                   data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2, data_dir=data_dir),
-                  buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=4, total_steps=10, log_every=5,
-                  checkpoint_every=100, sample_every=5, mesh=MeshConfig((("fsdp", -1),)))
+                  buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=4, total_steps=6, log_every=3,
+                  checkpoint_every=100, sample_every=int(os.environ.get("SAMPLE_EVERY", 3)), sample_steps=4,
+                  mesh=MeshConfig((("fsdp", -1),)))
 
 
 def split_ids(split):
@@ -106,11 +109,14 @@ if mode == "distributed":
     report["ids"] = split_ids(tfds.split_for_jax_process("train"))
 with open(f"{out}.p{jax.process_index()}.json", "w") as f:
     json.dump(report, f)
-from jax.experimental import multihost_utils  # noqa: E402
-
-# parameters are sharded across the processes: every process takes part in gathering them, process 0 saves
-flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
-full = {jax.tree_util.keystr(k): np.asarray(multihost_utils.process_allgather(v, tiled=True)
-                                            if mode == "distributed" else v) for k, v in flat}
+# parameters are sharded across the processes: every process takes part in gathering them (one program replicating
+# the whole tree, not one per parameter), process 0 saves
+params = state.params
+if mode == "distributed":
+    mesh = jax.tree.leaves(params)[0].sharding.mesh
+    params = jax.jit(lambda p: p, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))(params)
+    params = jax.tree.map(lambda v: v.addressable_data(0), params)  # the whole array, on every process
+flat = jax.tree_util.tree_flatten_with_path(params)[0]
+full = {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
 if jax.process_index() == 0:
     np.savez(f"{out}.npz", **full)

@@ -1,4 +1,5 @@
 """Train step: learning, sharding equivalence, checkpoints across meshes, config validation."""
+import functools
 import os
 import subprocess
 import sys
@@ -49,46 +50,94 @@ def mesh_222(third_axis="tensor"):
     return parallel.make_mesh(parallel.MeshConfig((("data", 2), ("fsdp", 2), (third_axis, 2))))
 
 
+class Trainer:
+    """One config's train state initialised once on ``mesh`` and its jitted step: ``run`` trains a fresh copy of the
+    initial state (the step donates its input), so several runs share one initialisation and one compiled step."""
+
+    def __init__(self, cfg, mesh):
+        self.cfg, self.mesh = cfg, mesh
+        self.graphdef, self.tx, state, self.shardings = steps.create_train_state(cfg, mesh)
+        self.initial = jax.device_get(state)
+        self._steps = {}
+
+    def run(self, batch, n, keep_params_at=()):
+        """(final state, per-step metrics, {step: host copy of the params after that many steps})."""
+        bs = steps.batch_shardings(self.mesh, batch)
+        key = tuple(sorted((k, v.shape) for k, v in batch.items()))
+        if key not in self._steps:
+            self._steps[key] = steps.make_train_step(self.cfg, self.graphdef, self.tx, self.shardings, bs)
+        step = self._steps[key]
+        state = jax.device_put(self.initial, self.shardings)
+        metrics, kept = [], {}
+        with parallel.activate(self.mesh):
+            gbatch = jax.device_put(batch, bs)
+            frozen = steps.replicated_frozen_params(self.cfg, self.mesh)
+            for i in range(n):
+                if i in keep_params_at:
+                    kept[i] = jax.device_get(state.params)
+                state, m = step(state, gbatch, frozen)
+                metrics.append(jax.device_get(m))
+        if n in keep_params_at:
+            kept[n] = jax.device_get(state.params)
+        return state, metrics, kept
+
+
 def run_steps(cfg, mesh, batch, n):
-    graphdef, tx, state, shardings = steps.create_train_state(cfg, mesh)
-    bs = steps.batch_shardings(mesh, batch)
-    step = steps.make_train_step(cfg, graphdef, tx, shardings, bs)
-    metrics = []
-    with parallel.activate(mesh):
-        gbatch = jax.device_put(batch, bs)
-        for _ in range(n):
-            state, m = step(state, gbatch, steps.replicated_frozen_params(cfg, mesh))
-            metrics.append(jax.device_get(m))
-    return graphdef, state, metrics
+    trainer = Trainer(cfg, mesh)
+    state, metrics, _ = trainer.run(batch, n)
+    return trainer.graphdef, state, metrics
+
+
+@pytest.fixture(scope="module")
+def one_device_run():
+    """tiny_config() trained 20 steps on fixed_batch() on one device, once for the module: the learning test's run,
+    and (its first 3 steps) the reference of the 2x2x2-mesh tests. Returns (graphdef, final state, metrics,
+    {0: initial params, 3: params after 3 steps, 20: final params} on the host)."""
+    trainer = Trainer(tiny_config(), one_device_mesh())
+    state, metrics, kept = trainer.run(fixed_batch(), 20, keep_params_at=(0, 3, 20))
+    return trainer.graphdef, state, metrics, kept
+
+
+@pytest.fixture(scope="module")
+def mesh_222_run():
+    """third_axis -> run_steps(tiny_config(), mesh_222(third_axis), fixed_batch(), 3), each run once for the module
+    (the equivalence tests and the checkpoint tests share them)."""
+    return functools.cache(lambda third_axis: run_steps(tiny_config(), mesh_222(third_axis), fixed_batch(), 3))
 
 
 def eval_loss(cfg, graphdef, params, batch, seed=123):
     ae = cfg.make_autoencoder()
-    latents = steps.frames_to_latents(jnp.asarray(batch["frames"]), ae, ae.params)
     no_drop = cfg.__class__(**{**cfg.__dict__, "text_dropout": 0.0})
-    loss, _ = steps.buffered_fm_loss(params, graphdef, latents, {"tokens": jnp.asarray(batch["tokens"])},
-                                     jax.random.PRNGKey(seed), no_drop)
-    return float(loss)
+
+    @jax.jit  # one compiled program: op by op, the first call compiled every operation of the model separately
+    def loss(params, frames, tokens):
+        latents = steps.frames_to_latents(frames, ae, ae.params)
+        return steps.buffered_fm_loss(params, graphdef, latents, {"tokens": tokens}, jax.random.PRNGKey(seed),
+                                      no_drop)[0]
+
+    return float(loss(params, jnp.asarray(batch["frames"]), jnp.asarray(batch["tokens"])))
 
 
-def test_twenty_train_steps_on_a_fixed_batch_reduce_the_loss():
+def test_twenty_train_steps_on_a_fixed_batch_reduce_the_loss(one_device_run):
     cfg, batch = tiny_config(), fixed_batch()
-    graphdef, state0, _ = run_steps(cfg, one_device_mesh(), batch, 0)
-    before = eval_loss(cfg, graphdef, jax.device_get(state0.params), batch)
-    graphdef, state, metrics = run_steps(cfg, one_device_mesh(), batch, 20)
-    after = eval_loss(cfg, graphdef, jax.device_get(state.params), batch)
+    graphdef, state, metrics, params = one_device_run
+    before = eval_loss(cfg, graphdef, params[0], batch)
+    after = eval_loss(cfg, graphdef, params[20], batch)
     assert int(state.step) == 20 and all(m["finite"] == 1 for m in metrics)
     assert after < 0.8 * before, (before, after)
 
 
 @pytest.mark.parametrize("third_axis", ["tensor", "context"])
-def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters(third_axis):
-    """data x fsdp x tensor, and data x fsdp x context (context parallelism: the frames of every buffer split)."""
-    cfg, batch = tiny_config(), fixed_batch()
-    _, single, m1 = run_steps(cfg, one_device_mesh(), batch, 3)
-    _, sharded, m8 = run_steps(cfg, mesh_222(third_axis), batch, 3)
+def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters(third_axis, one_device_run,
+                                                                               mesh_222_run):
+    """data x fsdp x tensor, and data x fsdp x context (context parallelism: the frames of every buffer split).
+    The one-device reference: the first 3 steps of the module's 20-step one-device run (same config and batch)."""
+    _, _, metrics, params = one_device_run
+    single, m1 = params[3], metrics[:3]
+    _, sharded, m8 = mesh_222_run(third_axis)
+    assert int(sharded.step) == 3 and len(m8) == 3
     np.testing.assert_allclose([m["loss"] for m in m8], [m["loss"] for m in m1], rtol=2e-4)
-    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
+    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=2e-3)
     tensor = "tensor" if third_axis == "tensor" else None
     fc1 = sharded.params["denoiser"]["blocks"]["plain"]["fc1"]["kernel"]
@@ -99,11 +148,11 @@ def test_train_step_on_a_2x2x2_mesh_matches_one_device_with_sharded_parameters(t
 
 
 @pytest.mark.parametrize("target_mesh", ["one_device", "2x2"])
-def test_a_checkpoint_saved_on_8_devices_restores_on_other_meshes(tmp_path, target_mesh):
-    cfg, batch = tiny_config(), fixed_batch()
-    _, state, _ = run_steps(cfg, mesh_222(), batch, 2)
+def test_a_checkpoint_saved_on_8_devices_restores_on_other_meshes(tmp_path, target_mesh, mesh_222_run):
+    cfg = tiny_config()
+    _, state, _ = mesh_222_run("tensor")  # 3 steps on data x fsdp x tensor (shared with the equivalence test)
     ck = Checkpointer(str(tmp_path), async_save=True)
-    ck.save(2, state, cfg.to_dict(), {"position": 7})
+    ck.save(3, state, cfg.to_dict(), {"position": 7})
     ck.wait()
     mesh = one_device_mesh() if target_mesh == "one_device" else parallel.make_mesh(
         parallel.MeshConfig((("fsdp", 2), ("tensor", 2))), jax.devices()[:4])
@@ -126,9 +175,9 @@ def test_every_experiment_config_survives_a_json_round_trip_unchanged(name):
     import json
     overrides = importlib.import_module(f"experiments.configs.{name}").get_config().to_dict()
     if name.startswith("distill"):  # an overlay on the teacher's saved config
-        from experiments.streaming import BUNDLED
+        from experiments.streaming import BYTE_BUNDLE
         from streamdit_jax.training.distill_config import student_config
-        cfg = student_config(BUNDLED, overrides)
+        cfg = student_config(BYTE_BUNDLE, overrides)
     else:
         cfg = TrainConfig.from_dict(overrides)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -163,14 +212,15 @@ def test_configs_that_would_fail_late_or_silently_are_refused_when_built(overrid
 def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
     cfg = tiny_config(t2v_steady_windows=True, chunk_probs=(0.1, 0.1, 0.1, 0.7))
     batch = fixed_batch()
+    trainer = Trainer(cfg, one_device_mesh())  # both runs: the same initial state and compiled step
     t2v_counts = {}
     for steady in (False, True):
-        _, _, metrics = run_steps(cfg, one_device_mesh(), {**batch, "steady": np.full((8,), steady)}, 4)
+        _, metrics, _ = trainer.run({**batch, "steady": np.full((8,), steady)}, 4)
         t2v_counts[steady] = sum(float(m["loss_c8_count"]) for m in metrics)
         assert sum(float(m[f"loss_c{c}_count"]) for m in metrics for c in (1, 2, 4, 8)) == 32
     assert t2v_counts[False] == 0 and t2v_counts[True] > 8, t2v_counts  # 32 draws at p=0.7
     with pytest.raises(ValueError, match="'steady' flag"):
-        run_steps(cfg, one_device_mesh(), batch, 1)
+        trainer.run(batch, 1)
     with pytest.raises(ValueError, match=r"t2v_steady_windows=True .*needs the T2V chunk size B-K=8"):
         tiny_config(t2v_steady_windows=True, chunk_sizes=(1, 2, 4))
     with pytest.raises(ValueError, match=r"at least one other with a probability > 0"):
@@ -179,8 +229,10 @@ def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
 
 @pytest.mark.slow
 def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step_and_profiles_the_chosen_step(tmp_path):
+    # total_steps=11: with shapes_tiny's 10 warm-up steps every total_steps <= 11 gives the same learning-rate
+    # schedule, so this run's compiled step is test_config's train CLI run's (total_steps=2): a compilation-cache hit
     r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
-                        f"--workdir={tmp_path}", "--config.total_steps=50", "--config.data.num_clips=8",
+                        f"--workdir={tmp_path}", "--config.total_steps=11", "--config.data.num_clips=8",
                         "--config.data.clip_len=8", "--config.sample_every=0", "--config.log_every=1",
                         "--stop_after=2", "--profile_steps=1:2"], cwd=REPO, capture_output=True, text=True,
                        env=subprocess_env())
