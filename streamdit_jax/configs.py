@@ -15,7 +15,7 @@ from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
 # the datasets prepare_dataset can build (tfds_builders.BUILDERS; not imported here: tfds is a heavy import)
 DATASET_NAMES = ("shapes_world", "video_folder")
 CAPTION_WORDINGS = ("canonical", "varied")
-TEXT_SOURCES = ("on_the_fly", "precomputed")
+TEXT_SOURCES = ("on_the_fly", "precomputed")  # also the valid data.latent_source values
 # One clip is one array_record example, rendered / decoded in memory and read back whole for every training window:
 # a clip of clip_len x frame_size x frame_size x 3 bytes must fit in this.
 MAX_CLIP_BYTES = 256 * 2 ** 20
@@ -87,6 +87,11 @@ class DataConfig:
     # with the frames; the step never runs the encoder and its weights are never placed on the mesh (what a
     # multi-billion-parameter encoder needs).
     text_source: str = "on_the_fly"
+    # "on_the_fly": the train step encodes each window's frames with the autoencoder. "precomputed": the latents of
+    # every whole clip, written once beside the dataset by experiments.precompute_latents, are read instead of frames
+    # (data.latent_clips); the step never runs the autoencoder. A causal video VAE (Wan's) needs this: it must see a
+    # clip from its first frame, as a stream's decoder does.
+    latent_source: str = "on_the_fly"
     seed: int = 0
 
     def __post_init__(self):
@@ -131,6 +136,7 @@ class DataConfig:
                              f"the world's canonical captions); data.name={self.name!r} takes its captions as written")
         check_real("data.canonical_caption_prob", self.canonical_caption_prob, 0, 1)
         check_str("data.text_source", self.text_source, TEXT_SOURCES)
+        check_str("data.latent_source", self.latent_source, TEXT_SOURCES)
         if self.text_source == "precomputed" and self.caption_wording == "varied":
             raise ValueError("data.text_source='precomputed' cannot go with data.caption_wording='varied': varied "
                              "wording rewords each training window's caption at random, so its embeddings cannot be "
@@ -298,6 +304,9 @@ class TrainConfig:
                                  f"{self.model.text.kind!r} is trained with the DiT (its embeddings change every "
                                  f"step); use a frozen kind ({', '.join(map(repr, frozen))}) or "
                                  f"data.text_source='on_the_fly'")
+        if self.data.latent_source == "precomputed" and not (self.autoencoder or self.autoencoder_factor):
+            raise ValueError("data.latent_source='precomputed' needs the autoencoder that writes the latents (and "
+                             "decodes previews): set autoencoder (a directory) or autoencoder_factor")
         if self.data.clip_len < self.buffer_len:
             raise ValueError(f"data.clip_len={self.data.clip_len} is shorter than buffer_len={self.buffer_len}")
         if self.autoencoder and self.autoencoder_factor:

@@ -28,7 +28,8 @@ from streamdit_jax.data.tfds_builders import split_captions
 
 @dataclasses.dataclass(frozen=True)
 class SampleWindow(grain.transforms.RandomMap):
-    """A random window of window_len consecutive frames of a clip, with the tokens of its last frame's caption (by
+    """A random window of window_len consecutive frames of a clip (or of latent frames: a ``data.latent_clips``
+    record's "latents" window, captioned per latent frame), with the tokens of its last frame's caption (by
     the model's text encoder's ``tokenize``) and "steady": whether that caption holds at every frame of the window
     (no prompt switch inside it). With ``tokenize`` None the clip carries its captions' precomputed embeddings
     (``JoinCaptionEmbeddings``): the window gets "text" [L, D] / "text_mask" [L] of the same caption instead, after
@@ -52,7 +53,8 @@ class SampleWindow(grain.transforms.RandomMap):
                              "were computed from the captions as written")
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        frames = element["frames"]
+        key = "latents" if "latents" in element else "frames"  # a LatentClips record: windows of latent frames
+        frames = element[key]
         clip_len = frames.shape[0]
         if clip_len < self.window_len:
             raise ValueError(f"clip {element.get('id')} has {clip_len} frames, fewer than "
@@ -63,10 +65,11 @@ class SampleWindow(grain.transforms.RandomMap):
         start = int(rng.integers(0, clip_len - self.window_len + 1))
         window_captions = captions[start:start + self.window_len]
         text = window_captions[-1]
-        out = {"frames": np.asarray(frames[start:start + self.window_len]),
+        out = {key: np.asarray(frames[start:start + self.window_len]),
                "steady": np.bool_(all(c == text for c in window_captions))}
         if self.tokenize is None:
-            out.update(precomputed_text(element, start + self.window_len - 1, text))
+            last = start + self.window_len - 1  # caption embeddings are indexed by video frame
+            out.update(precomputed_text(element, int(element["frame_index"][last]) if key == "latents" else last, text))
         else:
             prompt = text if self.reword is None else self.reword(text, rng)
             out["tokens"] = np.asarray(self.tokenize([prompt])[0], np.int32)

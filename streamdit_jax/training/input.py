@@ -5,6 +5,7 @@ The batches are this process's share of the global batch; the loop turns them in
 
 With ``data.text_source="precomputed"`` the captions' embeddings by the config's frozen text encoder are read beside
 the frames (``data.caption_embeddings``); ``precompute_caption_embeddings`` writes them (experiments.precompute_text).
+With ``data.latent_source="precomputed"`` the clips' latents are read instead of their frames (``latent_input``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from streamdit_jax.data import caption_embeddings, pipeline, tfds_builders
+from streamdit_jax.data.latent_clips import PartsSource
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax.models.config import TextEncoderConfig
 from streamdit_jax.models.conditioned import text_encoder_of
@@ -175,19 +177,32 @@ def check_training_inputs(cfg: TrainConfig, workdir: str) -> None:
     check_writable_dir(workdir, "workdir")
     check_dataset_source(cfg, workdir)
     check_caption_embeddings(cfg, workdir)
+    if cfg.data.latent_source == "precomputed":
+        from streamdit_jax.training.latent_input import check_latent_clips
+        check_latent_clips(cfg, workdir)
 
 
 def train_data_iterator(cfg: TrainConfig, workdir: str):
     """This process's iterator of {"frames": uint8 [b, B, H, W, 3], "tokens": int32 [b, L]} (get/set_state); with
     precomputed text "text" / "text_mask" (+ "null_text" / "null_text_mask" when cfg.text_dropout > 0) instead of
-    "tokens" (see pipeline.make_train_dataset)."""
-    builder, data_dir = prepare_dataset(cfg, workdir)
-    split = tfds.split_for_jax_process("train")
-    source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
+    "tokens", with precomputed latents "latents" float16 [b, B, h, w, C] instead of "frames" (see
+    pipeline.make_train_dataset)."""
+    if cfg.data.latent_source == "precomputed":  # every process reads its contiguous slice of the latents' records
+        from streamdit_jax.training.latent_input import latent_training_source
+        builder, data_dir = make_dataset_builder(cfg, workdir), dataset_dir(cfg, workdir)
+        source = latent_training_source(cfg, workdir, builder)
+        split = "train"
+        records = source.records
+    else:
+        builder, data_dir = prepare_dataset(cfg, workdir)
+        split = tfds.split_for_jax_process("train")
+        source = tfds.data_source(tfds_builders.data_source_name(builder), data_dir=data_dir, split=split)
+        records = None
     if cfg.data.text_source == "precomputed":
         check_caption_embeddings(cfg, workdir)
         embeddings = caption_embeddings_builder(cfg, workdir, builder)
-        text = dict(caption_embeddings=embeddings.as_data_source(split),
+        text_source = embeddings.as_data_source(split)
+        text = dict(caption_embeddings=text_source if records is None else PartsSource([text_source], records),
                     null_text=caption_embeddings.null_text(embeddings) if cfg.text_dropout > 0 else None)
     else:
         text = dict(tokenize=text_encoder_of(cfg.model).tokenize, reword=cfg.data.caption_rewording())

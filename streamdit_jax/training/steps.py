@@ -154,21 +154,22 @@ def apply_gradients(state: TrainState, loss, grads, *, tx: optax.GradientTransfo
 def batch_latents(batch: dict, cfg: TrainConfig, autoencoder_params) -> jax.Array:
     """Latents [b, B, h, w, C] of a batch ({"frames": uint8} through the config's autoencoder with
     ``autoencoder_params``, or {"latents"}), constrained to the mesh's batch and context axes."""
-    if cfg.autoencoder_factor or cfg.autoencoder:
-        latents = frames_to_latents(batch["frames"], cfg.make_autoencoder(), autoencoder_params)
-    else:  # precomputed latents (a video autoencoder ran offline)
+    if "latents" in batch:  # precomputed latents (the autoencoder ran offline: data.latent_source="precomputed")
         latents = batch["latents"].astype(jnp.float32)
+    else:
+        latents = frames_to_latents(batch["frames"], cfg.make_autoencoder(), autoencoder_params)
     return parallel.constrain(latents, ("batch", "frames_act", None, None, None))
 
 
 def replicated_frozen_params(cfg: TrainConfig, mesh) -> dict:
     """The weights a step uses but never trains, replicated on ``mesh``: {"autoencoder": the config's autoencoder's
-    ``params`` (None when batches carry precomputed latents), "text_encoder": a frozen text encoder's ``params``
+    ``params`` (None when batches carry precomputed latents: neither loaded nor placed), "text_encoder": a frozen text encoder's ``params``
     (None for a trainable one, whose weights are in the train state, and with ``data.text_source="precomputed"``:
     batches carry the embeddings, so the encoder is neither loaded nor placed on the mesh)}. An argument of every
     train / distill step, so no weight is a constant compiled into it."""
     on_the_fly = cfg.data.text_source != "precomputed" and not is_trainable(cfg.model.text)
-    out = {"autoencoder": None if not (cfg.autoencoder_factor or cfg.autoencoder) else cfg.make_autoencoder().params,
+    encodes = (cfg.autoencoder_factor or cfg.autoencoder) and cfg.data.latent_source != "precomputed"
+    out = {"autoencoder": cfg.make_autoencoder().params if encodes else None,
            "text_encoder": text_encoder_of(cfg.model).params if on_the_fly else None}
     return jax.device_put(jax.tree.map(np.asarray, out), parallel.replicated(mesh))
 
