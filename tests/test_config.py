@@ -305,7 +305,8 @@ def merged(override):
     ({"model": {"rope_theta": float("inf")}}, "model.rope_theta=inf must be > 0"),
     ({"model": {"dtype": "float16"}}, "model.dtype='float16' is invalid: valid is one of 'float32', 'bfloat16'"),
     ({"model": {"remat": "no"}}, "model.remat='no' must be True or False"),
-    ({"model": {"name": "huge"}}, r"model.name='huge' is unknown; valid: \['small', 'streamdit_4b', 'tiny'\]"),
+    ({"model": {"name": "huge"}}, r"model.name='huge' is unknown; valid: \['small', 'streamdit_4b', 'tiny', 'wan_14b', "
+                                      r"'wan_1_3b', 'wan_tiny'\]"),
     ({"model": {"text": {"num_heads": 0}}}, "model.text.num_heads=0 must be >= 1"),
     ({"model": {"text": {"max_len": 1}}}, "model.text.max_len=1 must be >= 2"),
     ({"model": {"text": {"kind": "umt5"}}}, "model.text.kind='umt5' is invalid: valid is one of 'byte', 'minilm'"),

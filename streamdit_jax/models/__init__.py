@@ -1,7 +1,9 @@
-"""Models: the StreamDiT velocity network, its attention layers, text encoders and configurations."""
+"""Models: the StreamDiT velocity network, Wan2.1's DiT (arch "wan"), attention layers, text encoders and
+configurations."""
 from streamdit_jax.models.conditioned import ConditionedModel
 from streamdit_jax.models.config import MODEL_CONFIGS, ModelConfig, TextEncoderConfig, get_model_config
 from streamdit_jax.models.dit import StreamDiT, forward_flops
+from streamdit_jax.models.wan import WanTransformer
 
 __all__ = ["MODEL_CONFIGS", "ModelConfig", "TextEncoderConfig", "get_model_config", "ConditionedModel", "StreamDiT",
-           "forward_flops"]
+           "forward_flops", "WanTransformer"]

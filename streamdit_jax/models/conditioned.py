@@ -1,6 +1,7 @@
 """The trained model: the velocity model plus, when it is trained with it, the text encoder.
 
-Parameters are ``{"denoiser": <StreamDiT>, "text_encoder": <trainable encoder>}``; a frozen text encoder (kept outside,
+Parameters are ``{"denoiser": <velocity model>, "text_encoder": <trainable encoder>}``; the velocity model is the one
+``ModelConfig.arch`` names (``denoiser_class``: StreamDiT, or Wan2.1's DiT). A frozen text encoder (kept outside,
 its embeddings an input) leaves the second entry out. Checkpoints written before the velocity model stopped owning
 its encoder keep the DiT's entries at the top level beside ``text_encoder`` (``restore`` reads both layouts).
 """
@@ -15,6 +16,14 @@ from flax import nnx
 from streamdit_jax.models.config import ModelConfig
 from streamdit_jax.models.dit import StreamDiT
 from streamdit_jax.models.text import TextEncoder, is_trainable, make_text_encoder
+from streamdit_jax.models.wan import WanTransformer
+
+DENOISERS = {"streamdit": StreamDiT, "wan": WanTransformer}  # ModelConfig.arch -> the velocity model's class
+
+
+def denoiser_class(cfg: ModelConfig):
+    """The velocity model class of ``cfg.arch``; every one is called as (x, tau [b, F], text, text_mask) -> u."""
+    return DENOISERS[cfg.arch]
 
 
 @functools.lru_cache(maxsize=8)
@@ -31,17 +40,18 @@ def text_params_of(encoder: TextEncoder, model_params):
 
 
 class ConditionedModel(nnx.Module):
-    """``denoiser`` (StreamDiT) + ``text_encoder`` (the network of a trainable encoder, else None)."""
+    """``denoiser`` (the velocity model of ``cfg.arch``) + ``text_encoder`` (a trainable encoder's network, else
+    None)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         # built first: the same random stream initialises the same weights as before the split. A frozen encoder
         # is not built here (its weights are loaded once, outside any traced init).
         self.text_encoder = text_encoder_of(cfg).module(rngs) if is_trainable(cfg.text) else None
-        self.denoiser = StreamDiT(cfg, rngs=rngs)
+        self.denoiser = denoiser_class(cfg)(cfg, rngs=rngs)
         self.cfg = cfg
 
     def __call__(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
-        """The velocity (``StreamDiT.__call__``)."""
+        """The velocity (``StreamDiT.__call__`` / ``WanTransformer.__call__``)."""
         return self.denoiser(x, tau, text, text_mask)
 
     def tokenize(self, prompts) -> np.ndarray:

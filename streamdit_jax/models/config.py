@@ -103,12 +103,19 @@ class TextEncoderConfig:
         check_int("model.text.max_len", self.max_len, 2, why="BOS + at least one byte")
 
 
+ARCHS = ("streamdit", "wan")  # the velocity model: models.dit.StreamDiT | models.wan.WanTransformer
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """StreamDiT hyper-parameters (Sec. 4.1; values the paper does not give are ours, see WORKSPACE.md).
 
+    ``arch`` picks the velocity model: "streamdit" (``models.dit.StreamDiT``, the default: every config saved before
+    the field existed is one) or "wan" (``models.wan.WanTransformer``, Wan2.1's DiT behind the same interface).
     ``window`` is the 3D attention window [Fw, Hw, Ww] in TOKENS (after patchify); 0 on an axis means the whole axis.
-    ``depth`` counts blocks; blocks run as (unshifted, shifted) pairs, so depth must be even.
+    ``depth`` counts blocks; StreamDiT runs them as (unshifted, shifted) pairs, so its depth must be even.
+    Wan2.1 uses full attention (window (0, 0, 0)), no pooled text, ``ffn_dim`` for its feed-forward width and
+    ``text.width`` as its text_dim (umT5-XXL: 4096); ``latent_channels`` is its in = out channels.
     """
 
     latent_channels: int = 4
@@ -128,13 +135,23 @@ class ModelConfig:
     # Ours, off in the paper's configs: also add the masked mean of the text embeddings to every frame's adaLN input
     # (SD3-style pooled conditioning). A global channel that small models learn much faster than cross-attention.
     pooled_text: bool = False
+    arch: str = "streamdit"
+    # wan: the feed-forward width (Wan2.1: 8960 at 1.3B, 13824 at 14B); 0 = int(mlp_ratio * width), StreamDiT's rule
+    ffn_dim: int = 0
+    # wan: True = Wan2.1's convention: every text position is a key (the encoder zeroes the states past the prompt,
+    # and the text embedder turns them into one learned vector), text_mask is ignored; what Wan's weights were
+    # trained with. False = keys past the prompt are masked out, as StreamDiT's cross-attention does.
+    attend_text_padding: bool = False
 
     def __post_init__(self):
+        check_str("model.arch", self.arch, ARCHS)
         object.__setattr__(self, "patch", int_tuple("model.patch", self.patch, 3, 1))
         object.__setattr__(self, "window", int_tuple("model.window", self.window, 3, 0))
         check_int("model.latent_channels", self.latent_channels, 1)
         check_int("model.width", self.width, 1)
-        if not is_int(self.depth) or self.depth < 2 or self.depth % 2:
+        if self.arch == "wan":
+            check_int("model.depth", self.depth, 1)
+        elif not is_int(self.depth) or self.depth < 2 or self.depth % 2:
             raise ValueError(f"model.depth={self.depth} must be an even number >= 2 (blocks run as unshifted/shifted "
                              f"pairs)")
         check_int("model.num_heads", self.num_heads, 1)
@@ -155,6 +172,9 @@ class ModelConfig:
             raise ValueError(f"model.text={self.text!r} must be a TextEncoderConfig")
         check_bool("model.remat", self.remat)
         check_bool("model.pooled_text", self.pooled_text)
+        check_int("model.ffn_dim", self.ffn_dim, 0, why="0 = int(mlp_ratio * width)")
+        check_bool("model.attend_text_padding", self.attend_text_padding)
+        self._check_arch()
         if self.patch_dim > self.width:
             # The final linear layer maps width -> patch_dim, so its output has rank <= width: the velocity can
             # never carry the noise in the other patch_dim - width directions, and the sampler leaves them as
@@ -169,6 +189,28 @@ class ModelConfig:
         check_str("model.param_dtype", self.param_dtype, DTYPES)
         if self.attention_impl not in (None, "xla", "cudnn"):
             raise ValueError(f"model.attention_impl={self.attention_impl!r}: valid are None, 'xla', 'cudnn'")
+
+    def _check_arch(self) -> None:
+        """The fields one architecture has and the other lacks."""
+        if self.arch == "wan":
+            if any(self.window):
+                raise ValueError(f"model.window={self.window}: model.arch='wan' attends over the whole token grid "
+                                 f"(Wan2.1 has no window attention); use (0, 0, 0)")
+            if self.pooled_text:
+                raise ValueError("model.pooled_text=True: model.arch='wan' has no pooled-text path (Wan2.1 reads the "
+                                 "text through cross-attention only)")
+            return
+        if self.ffn_dim:
+            raise ValueError(f"model.ffn_dim={self.ffn_dim} applies to model.arch='wan' only; StreamDiT's MLP is "
+                             f"mlp_ratio * width (use ffn_dim=0)")
+        if self.attend_text_padding:
+            raise ValueError("model.attend_text_padding=True applies to model.arch='wan' only; StreamDiT always "
+                             "masks the text past the prompt")
+
+    @property
+    def hidden_dim(self) -> int:
+        """The feed-forward width: ``ffn_dim``, else int(mlp_ratio * width)."""
+        return self.ffn_dim or int(self.mlp_ratio * self.width)
 
     @property
     def head_dim(self) -> int:
@@ -218,6 +260,17 @@ MODEL_CONFIGS = {
     "streamdit_4b": ModelConfig(latent_channels=8, width=3072, depth=20, num_heads=24, window=(0, 16, 16),
                                 time_freq_dim=256, text=TextEncoderConfig(width=1024, depth=4, num_heads=8, max_len=128),
                                 dtype="bfloat16", remat=True),
+    # Wan2.1-T2V (diffusers' WanTransformer3DModel sizes) on the Wan VAE's 16-channel latents, read through umT5-XXL
+    # (text.path: a local umT5 directory; 512 tokens). Full attention; Wan's own text convention (see the field).
+    "wan_1_3b": ModelConfig(arch="wan", latent_channels=16, width=1536, depth=30, num_heads=12, ffn_dim=8960,
+                            time_freq_dim=256, text=TextEncoderConfig(kind="t5", width=4096, max_len=512),
+                            attend_text_padding=True, dtype="bfloat16", remat=True),
+    "wan_14b": ModelConfig(arch="wan", latent_channels=16, width=5120, depth=40, num_heads=40, ffn_dim=13824,
+                           time_freq_dim=256, text=TextEncoderConfig(kind="t5", width=4096, max_len=512),
+                           attend_text_padding=True, dtype="bfloat16", remat=True),
+    # unit tests: Wan's layout at a few thousand parameters (2 heads of 16: the 3D RoPE split is 8 / 4 / 4)
+    "wan_tiny": ModelConfig(arch="wan", latent_channels=4, width=32, depth=2, num_heads=2, ffn_dim=64,
+                            time_freq_dim=32, text=TextEncoderConfig(width=32, depth=1, num_heads=2, max_len=48)),
 }
 
 

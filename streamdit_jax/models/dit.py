@@ -106,6 +106,26 @@ class FinalLayer(nnx.Module):
         return self.out(modulate(self.norm(x), shift, scale))
 
 
+def patchify(x: jax.Array, patch) -> jax.Array:
+    """Latents [b, f, H, W, C] -> patch tokens [b, f, H/ph, W/pw, ph pw C] (the frame axis is never patched)."""
+    _, ph, pw = patch
+    return einops.rearrange(x, "b f (h ph) (w pw) c -> b f h w (ph pw c)", ph=ph, pw=pw)
+
+
+def unpatchify(x: jax.Array, patch) -> jax.Array:
+    """The inverse of ``patchify``."""
+    _, ph, pw = patch
+    return einops.rearrange(x, "b f h w (ph pw c) -> b f (h ph) (w pw) c", ph=ph, pw=pw)
+
+
+def check_latents_and_tau(cfg: ModelConfig, x: jax.Array, tau: jax.Array) -> None:
+    """ValueError unless x is [batch, F, H, W, latent_channels] and tau per frame [batch, F]."""
+    if x.ndim != 5 or x.shape[-1] != cfg.latent_channels:
+        raise ValueError(f"latents must be [batch, F, H, W, C={cfg.latent_channels}]; got shape {x.shape}")
+    if tau.shape != x.shape[:2]:
+        raise ValueError(f"tau must be per frame with shape {x.shape[:2]}; got {tau.shape}")
+
+
 class StreamDiT(nnx.Module):
     """The StreamDiT velocity model u(X_tau, P, tau); P arrives as text embeddings + mask (``__call__``)."""
 
@@ -127,20 +147,15 @@ class StreamDiT(nnx.Module):
         self.final = FinalLayer(cfg, rngs=rngs)
 
     def patchify(self, x: jax.Array) -> jax.Array:
-        _, ph, pw = self.cfg.patch
-        return einops.rearrange(x, "b f (h ph) (w pw) c -> b f h w (ph pw c)", ph=ph, pw=pw)
+        return patchify(x, self.cfg.patch)
 
     def unpatchify(self, x: jax.Array) -> jax.Array:
-        _, ph, pw = self.cfg.patch
-        return einops.rearrange(x, "b f h w (ph pw c) -> b f (h ph) (w pw) c", ph=ph, pw=pw)
+        return unpatchify(x, self.cfg.patch)
 
     def __call__(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
         """Velocity for latents x [b, F, H, W, C] at per-frame noise levels tau [b, F] (Eq. 5-6)."""
         cfg = self.cfg
-        if x.ndim != 5 or x.shape[-1] != cfg.latent_channels:
-            raise ValueError(f"latents must be [batch, F, H, W, C={cfg.latent_channels}]; got shape {x.shape}")
-        if tau.shape != x.shape[:2]:
-            raise ValueError(f"tau must be per frame with shape {x.shape[:2]}; got {tau.shape}")
+        check_latents_and_tau(cfg, x, tau)
         grid = cfg.token_grid(x.shape[1:])
         cfg.resolved_window(grid)  # validates that the window tiles this grid
         rope = tuple(jnp.asarray(t) for t in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
