@@ -28,18 +28,16 @@ from __future__ import annotations
 import os
 import sys
 
-import jax
-import numpy as np
 from absl import app, flags
 
 from experiments.flag_parsing import parse_flags
 from experiments.streaming import (build_streamer, check_sampling_flags, checked, define_stream_flags, fail,
                                    parse_prompts, quiet_library_logs)
-from streamdit_jax.pixels import frames_to_float
 from streamdit_jax.profiling import ProfileWindow, parse_profile_steps
 from streamdit_jax.sampling.live import Pacer, ScheduleRecorder, StreamOutput, start_reading
 from streamdit_jax.sampling.schedules import LivePrompt, check_int, check_seed
-from streamdit_jax.sampling.video_io import ProgressiveWriter, check_fps, check_video_path, read_video
+from streamdit_jax.sampling.video_input import streamed_input
+from streamdit_jax.sampling.video_io import ProgressiveWriter, check_fps, check_video_path
 
 define_stream_flags()
 flags.DEFINE_bool("pause_gc", True, "Keep Python's cyclic GC out of the chunks (GcPause: steadier chunk latency).")
@@ -92,13 +90,12 @@ def main(argv):
                                      FLAGS.profile_dir or FLAGS.output + ".profile")
     video = None
     if FLAGS.input_video:
-        try:
-            frames = read_video(FLAGS.input_video, cfg.data.frame_size, FLAGS.num_frames or None)
+        try:  # encoded chunk by chunk as the stream reaches it (a causal autoencoder carries its state)
+            video = streamed_input(FLAGS.input_video, cfg.data.frame_size, cfg.make_autoencoder(),
+                                   streamer.partition.c, FLAGS.num_frames or None)
         except ValueError as e:
             fail(f"--input_video: {e}")
-        autoencoder = cfg.make_autoencoder()
-        video = np.asarray(jax.jit(autoencoder.encode)(autoencoder.params, frames_to_float(frames)))
-        print(f"video-to-video from {FLAGS.input_video}: {len(frames)} frames at strength {FLAGS.strength}")
+        print(f"video-to-video from {FLAGS.input_video}: {len(video)} latent frames at strength {FLAGS.strength}")
     from tqdm import tqdm
     total = FLAGS.num_frames or None
     if video is not None:

@@ -331,20 +331,20 @@ class TrainConfig:
                                  f"always starts from its teacher")
 
     def make_autoencoder(self):
-        """The frames <-> latents autoencoder of this config: PatchAutoencoder(autoencoder_factor), or the learned
-        one in ``autoencoder`` (its latent channels checked against the model). ValueError naming the problem, also
+        """The frames <-> latents autoencoder of this config: PatchAutoencoder(autoencoder_factor), or the one in
+        the directory ``autoencoder`` (learned per-frame, or a Wan VAE: ``models.autoencoder_dirs``) (its latent channels checked against the model). ValueError naming the problem, also
         when batches carry precomputed latents (neither is set)."""
         from streamdit_jax.models.autoencoder import PatchAutoencoder
-        from streamdit_jax.models.learned_autoencoder import load_autoencoder
+        from streamdit_jax.models.autoencoder_dirs import latent_channels, load_video_autoencoder
         if self.autoencoder_factor:
             return PatchAutoencoder(self.autoencoder_factor)
         if not self.autoencoder:
             raise ValueError("this config has no autoencoder (autoencoder_factor=0 and autoencoder=''): its "
                              "batches carry precomputed latents")
-        ae = load_autoencoder(self.autoencoder)
-        if ae.latent_channels() != self.model.latent_channels:
-            raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the learned "
-                             f"autoencoder {self.autoencoder!r} ({ae.latent_channels()} channels)")
+        ae = load_video_autoencoder(self.autoencoder)
+        if latent_channels(ae) != self.model.latent_channels:
+            raise ValueError(f"model.latent_channels={self.model.latent_channels} does not match the "
+                             f"autoencoder {self.autoencoder!r} ({latent_channels(ae)} channels)")
         return ae
 
     def distill_partition(self) -> Partition:

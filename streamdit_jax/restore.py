@@ -26,7 +26,7 @@ from streamdit_jax import parallel, weights
 from streamdit_jax.checkpoint import SIZES_FILE, STATE, Checkpointer, file_sizes
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax.models.factory import abstract_model
-from streamdit_jax.models.learned_autoencoder import is_autoencoder_dir
+from streamdit_jax.models.autoencoder_dirs import is_autoencoder_dir
 from streamdit_jax.weights import SAFETENSORS_FILE, WeightsMismatch
 
 

@@ -15,6 +15,7 @@ _CACHE = os.environ.get("JAX_COMPILATION_CACHE_DIR",
                         os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache"))
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -29,3 +30,12 @@ def pytest_configure(config):
     # process, warns at every fork. The child never runs this process's JAX, so the deadlock it warns of cannot
     # happen; the tools' own output is checked for the warning where they fork themselves (the demo test).
     config.addinivalue_line("filterwarnings", r"ignore:os\.fork\(\) was called:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch with diffusers, the reference of the Wan parity tests (skipped without them: the test extra)."""
+    torch = pytest.importorskip("torch", reason="PyTorch reference: pip install -e '.[test]' (torch, diffusers)")
+    pytest.importorskip("diffusers", reason="diffusers reference: pip install -e '.[test]'")
+    torch.set_num_threads(2)
+    return torch

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 from typing import Callable, Optional, Sequence
 
 import jax

@@ -26,9 +26,11 @@ class VideoAutoencoder(Protocol):
     ``encode(params, video [..., T, H, W, 3]) -> latents [..., t, h, w, C]``; ``decode(params, latents) -> video``;
     ``init_decode_state(params, latent_chunk_shape [b, c, h, w, C]) -> state`` and
     ``decode_chunk(params, state, latents [b, c, h, w, C]) -> (state, video [b, c * temporal_factor, H, W, 3])``:
-    decoding a stream chunk by chunk from the initial state equals ``decode`` of the concatenated latents. All of
-    them are pure functions of their arguments (jit them; the state has a fixed structure and shape per chunk
-    shape, so a stream compiles once).
+    decoding a stream chunk by chunk from the initial state equals ``decode`` of the concatenated latents. A causal
+    VAE that decodes a video's first latent frame to one video frame (Wan's, ``models.wan_vae``) returns
+    1 + temporal_factor * (c - 1) frames for a stream's first chunk and c * temporal_factor for every later one.
+    All of them are pure functions of their arguments (jit them; the state has a fixed structure and shape per chunk
+    shape after the first chunk, so a stream compiles at most twice: the first chunk, then all the others).
     """
 
     params: Any

@@ -56,23 +56,34 @@ def attention_bias(mask: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------- weights
-def weight_files(directory: str, what: str) -> list[str]:
-    """The safetensors files of a directory: model.safetensors, else the shards its index names (each checked)."""
-    single = os.path.join(directory, WEIGHTS_FILE)
-    index = os.path.join(directory, WEIGHTS_INDEX_FILE)
+def indexed_weight_files(directory: str, single_name: str, index_name: str) -> list[str] | None:
+    """[single_name] when that file is in ``directory``, else the shards the safetensors index ``index_name`` names
+    (each checked: ValueError naming a missing one), else None."""
+    single = os.path.join(directory, single_name)
+    index = os.path.join(directory, index_name)
     if os.path.isfile(single):
         return [single]
-    if os.path.isfile(index):
-        with open(index) as f:
-            try:
-                weight_map = json.load(f)["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{index!r} is not a safetensors index (no weight_map): {e}") from None
-        files = [os.path.join(directory, name) for name in dict.fromkeys(weight_map.values())]
-        for path in files:
-            if not os.path.isfile(path):
-                raise ValueError(f"{index!r} names {os.path.basename(path)!r}, but {path!r} does not exist")
+    if not os.path.isfile(index):
+        return None
+    with open(index) as f:
+        try:
+            weight_map = json.load(f)["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{index!r} is not a safetensors index (no weight_map): {e}") from None
+    files = [os.path.join(directory, name) for name in dict.fromkeys(weight_map.values())]
+    for path in files:
+        if not os.path.isfile(path):
+            raise ValueError(f"{index!r} names {os.path.basename(path)!r}, but {path!r} does not exist")
+    return files
+
+
+def weight_files(directory: str, what: str) -> list[str]:
+    """The safetensors files of a directory: model.safetensors, else the shards its index names (each checked)."""
+    files = indexed_weight_files(directory, WEIGHTS_FILE, WEIGHTS_INDEX_FILE)
+    if files is not None:
         return files
+    single = os.path.join(directory, WEIGHTS_FILE)
+    index = os.path.join(directory, WEIGHTS_INDEX_FILE)
     others = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
               if os.path.isfile(os.path.join(directory, n))]
     raise ValueError(f"no {what} weights: neither {single!r} nor {index!r} exists"

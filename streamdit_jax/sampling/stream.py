@@ -42,6 +42,7 @@ from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start, m
 from streamdit_jax.sampling.schedules import (LivePrompt, Schedule, show_value, check_guidance, check_int, check_seed,
                                               normalize_schedule)
 from streamdit_jax.sampling.stream_threads import _JOIN_TIMEOUT_S, GcPause, NoGcPause, _drain, _nothing, _pump
+from streamdit_jax.sampling.video_input import StreamedVideoLatents
 @dataclasses.dataclass
 class StreamStats:
     """Timing of a stream: time to first frame (seconds; ``Streamer.frames``: to the first decoded frame,
@@ -167,7 +168,8 @@ class Streamer:
                 video: Optional[np.ndarray] = None, strength: float = 0.6) -> Iterator[np.ndarray]:
         """Latent chunks [n, h, w, C] in stream order (the K reference frames first), until num_frames (None: forever).
 
-        ``video`` (latents [T, h, w, C]) streams video-to-video: the buffer starts from the input noised to each
+        ``video`` (latents [T, h, w, C], or ``StreamedVideoLatents``: encoded as the stream reaches them) streams
+        video-to-video: the buffer starts from the input noised to each
         chunk's level and every macro step re-injects it above noise level ``strength`` (buffer.inject_guide); the
         stream then ends with the input (at most T frames).
         The arguments are checked here, before anything is compiled: ``num_frames`` an int >= 0 (0: nothing) or
@@ -191,7 +193,7 @@ class Streamer:
             starts = [f for f, _ in items]
             prompt_at = lambda frame: items[bisect.bisect_right(starts, frame) - 1][1]
         if video is not None:  # checked by _check_request
-            video = np.asarray(video)
+            video = video if isinstance(video, StreamedVideoLatents) else np.asarray(video)
             num_frames = len(video) if num_frames is None else min(num_frames, len(video))
         w = jnp.float32(self.guidance or 1.0)
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from streamdit_jax import parallel
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.fileio import write_text_atomic
-from streamdit_jax.models import learned_autoencoder
+from streamdit_jax.models import autoencoder_dirs
 from streamdit_jax import restore
 from streamdit_jax.profiling import ProfileWindow
 from streamdit_jax.training import distill, partial_init, sampling_preview, steps
@@ -215,7 +215,8 @@ def check_resumable(saved: dict, current: dict) -> None:
 def describe_autoencoder(cfg: TrainConfig) -> str:
     """The latent space a config trains in: the patch autoencoder's factor, or the learned one's fingerprint."""
     if cfg.autoencoder:
-        return f"learned autoencoder {learned_autoencoder.autoencoder_fingerprint(cfg.autoencoder)}"
+        kind = "Wan VAE" if autoencoder_dirs.is_wan_vae_dir(cfg.autoencoder) else "learned autoencoder"
+        return f"{kind} {autoencoder_dirs.autoencoder_fingerprint(cfg.autoencoder)}"
     return f"patch autoencoder factor {cfg.autoencoder_factor}" if cfg.autoencoder_factor else "precomputed latents"
 
 
