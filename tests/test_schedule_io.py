@@ -190,6 +190,10 @@ def test_a_record_rewritten_mid_stream_is_a_whole_readable_record_of_the_frames_
     assert recorder.update(10) is False  # a switch: rewritten, but not the first write
     assert check_schedule_record(json.loads(open(path).read())) == {
         "seed": 0, "num_frames": 10, "prompts": {0: RED, 8: BLUE}, "targets": None, "sampling": SAMPLING}
+    assert recorder.update(11) is False  # nothing new written out: not rewritten
+    assert json.loads(open(path).read())["num_frames"] == 10
+    recorder.update(14)  # the switch read ahead at 12 is out now: a killed session's record must hold it
+    assert read_schedules(path)[0]["prompts"] == {0: RED, 8: BLUE, 12: GREEN}
     recorder.close(16)
     assert read_schedules(path)[0]["prompts"] == {0: RED, 8: BLUE, 12: GREEN}
 

@@ -83,7 +83,9 @@ class ScheduleRecorder:
     def update(self, written: int) -> bool:
         """Rewrites the record when the prompt switched since the last write, ``written`` frames being out; True at
         the first write (the stream's first frames are out)."""
-        schedule = self.live.schedule()
+        # only the switches already written out: one the denoising thread has read ahead counts once its frames are
+        # out (comparing the whole schedule would never rewrite the record for it before close)
+        schedule = {f: p for f, p in self.live.schedule().items() if f < written or f == 0}
         if schedule == self.recorded:
             return False
         first, self.recorded = not self.recorded, schedule
