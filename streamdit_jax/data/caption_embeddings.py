@@ -112,6 +112,14 @@ def embeddings_config(frames: str, encoder: str, max_len: int, width: int) -> Ca
                                    description=f"caption embeddings of {frames} by the text encoder {encoder}")
 
 
+def aligned_dataset_info(builder: tfds.core.DatasetBuilder, features: dict) -> tfds.core.DatasetInfo:
+    """The DatasetInfo of a dataset derived record by record from a frames dataset (caption embeddings, latents):
+    shuffling disabled, since its records are written in the frames dataset's order, so index i of both is one
+    clip."""
+    return tfds.core.DatasetInfo(builder=builder, description=builder.__doc__.split("\n")[0],
+                                 features=tfds.features.FeaturesDict(features), disable_shuffling=True)
+
+
 class CaptionEmbeddings(tfds.core.GeneratorBasedBuilder):
     """Per-clip caption embeddings of a frames dataset (see the module docstring). Reading needs only the config;
     building also ``frames_builder`` (prepared, in the same data_dir) and ``encode`` (``batched_encoder``)."""
@@ -130,16 +138,14 @@ class CaptionEmbeddings(tfds.core.GeneratorBasedBuilder):
         cfg: CaptionEmbeddingsConfig = self.builder_config
         if cfg is None:
             raise ValueError("CaptionEmbeddings needs a config: CaptionEmbeddings(config=embeddings_config(...))")
-        features = tfds.features.FeaturesDict({
+        features = {
             "id": tfds.features.Scalar(dtype=np.int64),
             "distinct_captions": tfds.features.Text(),
             "text": tfds.features.Tensor(shape=(None, cfg.max_len, cfg.width), dtype=EMBEDDING_DTYPE),
             "text_mask": tfds.features.Tensor(shape=(None, cfg.max_len), dtype=np.int32),
             "caption_index": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-        })
-        # disable_shuffling: records are written in the frames dataset's order, so index i of both is one clip
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__.split("\n")[0], features=features,
-                                     disable_shuffling=True)
+        }
+        return aligned_dataset_info(self, features)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download

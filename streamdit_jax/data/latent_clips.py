@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from streamdit_jax.data.caption_embeddings import directory_fingerprint
+from streamdit_jax.data.caption_embeddings import aligned_dataset_info, directory_fingerprint
 from streamdit_jax.data.tfds_builders import split_captions
 from streamdit_jax.pixels import frames_to_float
 
@@ -119,15 +119,13 @@ class LatentClips(tfds.core.GeneratorBasedBuilder):
         if cfg is None:
             raise ValueError("LatentClips needs a config: LatentClips(config=latent_clips_config(...))")
         t = cfg.latent_shape[0]
-        features = tfds.features.FeaturesDict({
+        features = {
             "id": tfds.features.Scalar(dtype=np.int64),
             "latents": tfds.features.Tensor(shape=tuple(cfg.latent_shape), dtype=LATENT_DTYPE),
             "captions": tfds.features.Text(),
             "frame_index": tfds.features.Tensor(shape=(t,), dtype=np.int32),
-        })
-        # disable_shuffling: records are written in the frames dataset's order, so index i of both is one clip
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__.split("\n")[0], features=features,
-                                     disable_shuffling=True)
+        }
+        return aligned_dataset_info(self, features)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download

@@ -126,7 +126,44 @@ def check_latents_and_tau(cfg: ModelConfig, x: jax.Array, tau: jax.Array) -> Non
         raise ValueError(f"tau must be per frame with shape {x.shape[:2]}; got {tau.shape}")
 
 
-class StreamDiT(nnx.Module):
+def stacked_layers(make, count: int, rngs: nnx.Rngs):
+    """``count`` modules ``make(rngs)`` with their parameters stacked on a leading "layers" axis (one random stream
+    split per layer), for a lax.scan over the layers."""
+
+    @nnx.split_rngs(splits=count)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def build(rngs):
+        return make(rngs)
+
+    return build(rngs)
+
+
+def scan_layers(layers, h: jax.Array, apply, remat: bool = False) -> jax.Array:
+    """``h`` through every layer of ``layers`` (``stacked_layers``) in order, ``apply(layer, h) -> h``. A plain
+    lax.scan over the split layer states rather than nnx.scan: it nests inside other jax transforms (the buffer step's
+    scan over micro steps, distillation) without NNX trace-level checks. ``remat``: each layer recomputed in the
+    backward pass."""
+    layer_def, states = nnx.split(layers)
+
+    def body(h, state):
+        return apply(nnx.merge(layer_def, state), h), None
+
+    if remat:
+        body = jax.checkpoint(body, prevent_cse=False)
+    return jax.lax.scan(body, h, states)[0]
+
+
+class PatchTokens:
+    """Patchify / unpatchify by the model config's ``patch`` (a mixin of the velocity models)."""
+
+    def patchify(self, x: jax.Array) -> jax.Array:
+        return patchify(x, self.cfg.patch)
+
+    def unpatchify(self, x: jax.Array) -> jax.Array:
+        return unpatchify(x, self.cfg.patch)
+
+
+class StreamDiT(PatchTokens, nnx.Module):
     """The StreamDiT velocity model u(X_tau, P, tau); P arrives as text embeddings + mask (``__call__``)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -138,19 +175,8 @@ class StreamDiT(nnx.Module):
             self.text_pool = dense(cfg.text.width, cfg.width, ("text_embed", "embed"), rngs=rngs,
                                    dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
 
-        @nnx.split_rngs(splits=cfg.depth // 2)
-        @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-        def make_pairs(rngs):
-            return BlockPair(cfg, rngs=rngs)
-
-        self.blocks = make_pairs(rngs)
+        self.blocks = stacked_layers(lambda r: BlockPair(cfg, rngs=r), cfg.depth // 2, rngs)
         self.final = FinalLayer(cfg, rngs=rngs)
-
-    def patchify(self, x: jax.Array) -> jax.Array:
-        return patchify(x, self.cfg.patch)
-
-    def unpatchify(self, x: jax.Array) -> jax.Array:
-        return unpatchify(x, self.cfg.patch)
 
     def __call__(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
         """Velocity for latents x [b, F, H, W, C] at per-frame noise levels tau [b, F] (Eq. 5-6)."""
@@ -167,16 +193,7 @@ class StreamDiT(nnx.Module):
             pooled = jnp.sum(text * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
             temb = temb + self.text_pool(pooled)[:, None, :]
 
-        # A plain lax.scan over the stacked pair states (split/merge) rather than nnx.scan: it nests inside other
-        # jax transforms (the buffer step's scan over micro steps, distillation) without NNX trace-level checks.
-        pair_def, pair_states = nnx.split(self.blocks)
-
-        def body(h, pair_state):
-            return nnx.merge(pair_def, pair_state)(h, temb, text, text_mask, rope), None
-
-        if cfg.remat:
-            body = jax.checkpoint(body, prevent_cse=False)
-        h, _ = jax.lax.scan(body, h, pair_states)
+        h = scan_layers(self.blocks, h, lambda pair, h: pair(h, temb, text, text_mask, rope), cfg.remat)
         return self.unpatchify(self.final(h, temb)).astype(jnp.float32)
 
 

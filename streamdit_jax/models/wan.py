@@ -53,7 +53,7 @@ from flax import nnx
 from streamdit_jax import parallel
 from streamdit_jax.models.attention import attend, dense, sharded_init
 from streamdit_jax.models.config import ModelConfig
-from streamdit_jax.models.dit import check_latents_and_tau, patchify, unpatchify
+from streamdit_jax.models.dit import PatchTokens, check_latents_and_tau, scan_layers, stacked_layers
 
 EPS = 1e-6  # Wan2.1's eps of every LayerNorm and RMSNorm
 TOKENS = ("batch", "frames_act", None, None, "embed_act")  # activation layout [b, F, H, W, D] (as models.dit)
@@ -246,7 +246,7 @@ class WanHead(nnx.Module):
         return self.out(modulate(layer_norm(x), m[..., 0, :], m[..., 1, :]).astype(x.dtype))
 
 
-class WanTransformer(nnx.Module):
+class WanTransformer(PatchTokens, nnx.Module):
     """Wan2.1's DiT as a StreamDiT velocity model u(X_tau, P, tau) (``__call__``; conventions: module docstring)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -258,19 +258,8 @@ class WanTransformer(nnx.Module):
         self.time_embed = WanTimeEmbedding(cfg, rngs=rngs)
         self.text_embed = WanTextEmbedding(cfg, rngs=rngs)
 
-        @nnx.split_rngs(splits=cfg.depth)
-        @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-        def make_blocks(rngs):
-            return WanBlock(cfg, rngs=rngs)
-
-        self.blocks = make_blocks(rngs)
+        self.blocks = stacked_layers(lambda r: WanBlock(cfg, rngs=r), cfg.depth, rngs)
         self.head = WanHead(cfg, rngs=rngs)
-
-    def patchify(self, x: jax.Array) -> jax.Array:
-        return patchify(x, self.cfg.patch)
-
-    def unpatchify(self, x: jax.Array) -> jax.Array:
-        return unpatchify(x, self.cfg.patch)
 
     def wan_output(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
         """Wan's own prediction (noise - x0, channels-last) for latents x [b, F, H, W, C] at per-frame tau [b, F]."""
@@ -282,15 +271,7 @@ class WanTransformer(nnx.Module):
         temb, time_mods = self.time_embed(tau)  # [b, F, D], [b, F, 6, D]
         text = self.text_embed(text.astype(cfg.compute_dtype))
 
-        # a plain lax.scan over the stacked block states (as models.dit): it nests inside the buffer step's scan
-        block_def, block_states = nnx.split(self.blocks)
-
-        def body(h, state):
-            return nnx.merge(block_def, state)(h, time_mods, text, text_mask, rope), None
-
-        if cfg.remat:
-            body = jax.checkpoint(body, prevent_cse=False)
-        h, _ = jax.lax.scan(body, h, block_states)
+        h = scan_layers(self.blocks, h, lambda block, h: block(h, time_mods, text, text_mask, rope), cfg.remat)
         return self.unpatchify(self.head(h, temb)).astype(F32)
 
     def __call__(self, x: jax.Array, tau: jax.Array, text: jax.Array, text_mask: jax.Array) -> jax.Array:
