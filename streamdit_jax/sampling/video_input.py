@@ -73,7 +73,8 @@ class StreamedVideoLatents:
             raise IndexError(f"latent frame {wanted} of an input of {len(self)}")
         while self.encoded <= wanted:
             self._encode_next()
-        return np.stack(self._latents)[index]
+        index = np.asarray(index)  # only the frames asked for: stacking all encoded ones grows with the stream
+        return np.stack([self._latents[i] for i in index.ravel()]).reshape(index.shape + self.shape[1:])
 
     def _read(self, n: int) -> np.ndarray:
         frames = list(itertools.islice(self._frames, n))
