@@ -16,15 +16,15 @@ causal autoencoder cannot encode, an unwritable workdir.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.flag_parsing import parse_flags
-from experiments.streaming import fail
-from streamdit_jax.configs import TrainConfig
-from streamdit_jax.training.input import check_dataset_source, check_writable_dir
+from experiments.streaming import checked, fail
+from streamdit_jax.training.precompute import precompute_for_training
 from streamdit_jax.training.latent_input import precompute_latents
 
 config_flags.DEFINE_config_file("config", None, "Training config file (get_config()).", lock_config=True)
@@ -40,15 +40,8 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     if not 0 <= FLAGS.part < FLAGS.num_parts:
         fail(f"--part={FLAGS.part} of --num_parts={FLAGS.num_parts}: need 0 <= part < num_parts", 2)
-    try:
-        cfg = TrainConfig.from_dict(FLAGS.config.to_dict())
-        check_writable_dir(FLAGS.workdir, "workdir")
-        check_dataset_source(cfg, FLAGS.workdir)
-        builder, written = precompute_latents(cfg, FLAGS.workdir, FLAGS.part, FLAGS.num_parts)
-    except ValueError as e:
-        fail(str(e), 2)
-    verb = "wrote" if written else "already complete:"
-    print(f"{verb} {builder.data_dir} (train with --config.data.latent_source=precomputed)")
+    write = functools.partial(precompute_latents, part=FLAGS.part, num_parts=FLAGS.num_parts)
+    print(checked(precompute_for_training, FLAGS.config.to_dict(), FLAGS.workdir, write, "latent_source"))
 
 
 if __name__ == "__main__":

@@ -16,15 +16,16 @@ Bad input exits 2 with a one-line message: a trainable encoder (model.text.kind=
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.flag_parsing import parse_flags
-from experiments.streaming import fail
-from streamdit_jax.configs import TrainConfig
-from streamdit_jax.training.input import check_dataset_source, check_writable_dir, precompute_caption_embeddings
+from experiments.streaming import checked, fail
+from streamdit_jax.training.precompute import precompute_for_training
+from streamdit_jax.training.input import precompute_caption_embeddings
 
 config_flags.DEFINE_config_file("config", None, "Training config file (get_config()).", lock_config=True)
 flags.DEFINE_string("workdir", None, "The training run's directory (its dataset is DIR/data unless data.data_dir).")
@@ -38,18 +39,8 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     if FLAGS.batch_size < 1:
         fail(f"--batch_size={FLAGS.batch_size} must be >= 1 (captions per encoder call)", 2)
-    try:
-        cfg = TrainConfig.from_dict(FLAGS.config.to_dict())
-    except ValueError as e:
-        fail(f"invalid config: {e}", 2)
-    try:
-        check_writable_dir(FLAGS.workdir, "workdir")
-        check_dataset_source(cfg, FLAGS.workdir)
-        builder, written = precompute_caption_embeddings(cfg, FLAGS.workdir, caption_batch=FLAGS.batch_size)
-    except ValueError as e:
-        fail(str(e), 2)
-    verb = "wrote" if written else "already complete:"
-    print(f"{verb} {builder.data_dir} (train with --config.data.text_source=precomputed)")
+    write = functools.partial(precompute_caption_embeddings, caption_batch=FLAGS.batch_size)
+    print(checked(precompute_for_training, FLAGS.config.to_dict(), FLAGS.workdir, write, "text_source"))
 
 
 if __name__ == "__main__":

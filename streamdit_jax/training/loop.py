@@ -212,12 +212,15 @@ def check_resumable(saved: dict, current: dict) -> None:
         log.info("resuming with changed settings: %s", changed)
 
 
+UNNAMED_LATENTS = "precomputed latents"  # no autoencoder named: latents made outside (e.g. an imported Wan2.1)
+
+
 def describe_autoencoder(cfg: TrainConfig) -> str:
     """The latent space a config trains in: the patch autoencoder's factor, or the learned one's fingerprint."""
     if cfg.autoencoder:
         kind = "Wan VAE" if autoencoder_dirs.is_wan_vae_dir(cfg.autoencoder) else "learned autoencoder"
         return f"{kind} {autoencoder_dirs.autoencoder_fingerprint(cfg.autoencoder)}"
-    return f"patch autoencoder factor {cfg.autoencoder_factor}" if cfg.autoencoder_factor else "precomputed latents"
+    return f"patch autoencoder factor {cfg.autoencoder_factor}" if cfg.autoencoder_factor else UNNAMED_LATENTS
 
 
 def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
@@ -233,13 +236,17 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
                                       f"only model.text may differ")
         params, kept = partial_init.merge_fresh(params, steps.fresh_params(cfg, mesh), cfg.init_fresh)
         log.info("%s: %d parameters start fresh (init_fresh): %s", role, len(kept), kept)
-    elif source_cfg.model != cfg.model:
-        source = dataclasses.asdict(source_cfg.model)
-        diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items() if source.get(k) != v)
+    elif diff := partial_init.parameter_differences(cfg.model, source_cfg.model):
         raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
-                                  f"the run starts from its parameters, so they must match")
+                                  f"the run starts from its parameters, so they must match (compute settings "
+                                  f"{list(partial_init.COMPUTE_FIELDS)} may differ)")
     theirs, ours = describe_autoencoder(source_cfg), describe_autoencoder(cfg)
-    if theirs != ours:
+    if theirs == UNNAMED_LATENTS and role != "teacher":
+        # an imported pretrained backbone (experiments.import_weights) names no autoencoder: its latent space is the
+        # one it was released with (Wan2.1's: the Wan VAE), which only the user can vouch for
+        log.info("%s %r names no autoencoder (an imported backbone): fine-tuning it in the latent space of the %s",
+                 role, path, ours)
+    elif theirs != ours:
         hint = (f"; pass --config.autoencoder={source_cfg.autoencoder}" if source_cfg.autoencoder else
                 f"; set --config.autoencoder='' --config.autoencoder_factor={source_cfg.autoencoder_factor}")
         raise ConfigMismatchError(f"{role} {path!r} was trained on the {theirs}, this run's config uses the {ours}: "

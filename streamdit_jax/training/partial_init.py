@@ -63,3 +63,23 @@ def merge_fresh(checkpoint_params: Any, fresh_params: Any, patterns: Sequence[st
 def models_differ_only_in_text(ours, theirs) -> bool:
     """Whether two ModelConfigs are equal up to their text encoder (what ``init_fresh`` may bridge)."""
     return dataclasses.replace(ours, text=theirs.text) == theirs
+
+
+# How a model is computed, not what its parameters mean: a run may start from a checkpoint that differs in these.
+COMPUTE_FIELDS = ("dtype", "remat", "attention_impl")
+# A frozen pretrained text encoder (models.text) is its files': where they lie, and the sizes a trainable encoder
+# would be built with, say nothing of the states the model was trained to read.
+UNUSED_BY_FROZEN_TEXT = ("path", "depth", "num_heads")
+
+
+def parameter_differences(ours, theirs) -> list[str]:
+    """The ModelConfig fields (``text.X`` for the text encoder's) in which ``theirs`` (a checkpoint's model) would
+    give this run's model ``ours`` parameters that mean something else: every field but COMPUTE_FIELDS, and for a
+    frozen text encoder (kind other than "byte", on both sides) all of model.text but UNUSED_BY_FROZEN_TEXT. Empty:
+    the checkpoint's parameters can start ``ours`` (an imported Wan2.1 fine-tuned in another dtype, with remat, and
+    with its umT5 directory elsewhere)."""
+    a, b = dataclasses.asdict(ours), dataclasses.asdict(theirs)
+    diff = sorted(k for k in a if k not in COMPUTE_FIELDS + ("text",) and a[k] != b.get(k))
+    frozen = ours.text.kind != "byte" and theirs.text.kind != "byte"
+    skip = UNUSED_BY_FROZEN_TEXT if frozen else ()
+    return diff + sorted(f"text.{k}" for k in a["text"] if k not in skip and a["text"][k] != b["text"].get(k))
