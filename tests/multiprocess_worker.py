@@ -8,8 +8,7 @@ reference: one process with 4 fake devices, fed the concatenation of the same tw
 The mesh is fsdp over all 4 devices (parameters sharded ACROSS the processes), the global batch 4 (2 per process: not
 divisible by the 4 devices per process count, only globally), and a preview GIF every 3 steps of the 6 (every process
 must take part; one micro step per chunk: sample_steps=4 over the buffer's 4 chunks). PREEMPT_AT=N: process 1 sends
-itself SIGTERM when it reads its N-th batch. SAMPLE_EVERY=0: no preview (the SIGTERM test's runs; previews are the
-uninterrupted run's to check, and they leave the training state alone).
+itself SIGTERM when it reads its N-th batch.
 """
 import json
 import os
@@ -41,7 +40,7 @@ cfg = TrainConfig(model=get_model_config("tiny", latent_channels=12, window=(4, 
                   optim=OptimConfig(learning_rate=2e-3, warmup_steps=2),
                   data=DataConfig(frame_size=16, clip_len=12, num_clips=16, num_val_clips=2, data_dir=data_dir),
                   buffer_len=8, chunk_sizes=(1, 2, 4, 8), batch_size=4, total_steps=6, log_every=3,
-                  checkpoint_every=100, sample_every=int(os.environ.get("SAMPLE_EVERY", 3)), sample_steps=4,
+                  checkpoint_every=100, sample_every=3, sample_steps=4,
                   mesh=MeshConfig((("fsdp", -1),)))
 
 
