@@ -35,19 +35,17 @@ def run(module, *args):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from streamdit_jax.data.sample_videos import write_sample_video_folder
-    from test_wan_vae import write_tiny_reference
-    from tiny_wan import write_tiny_umt5, write_tiny_wan_transformer
+    from tiny_wan import write_tiny_wan_pipeline
     tmp = tmp_path_factory.mktemp("real_video")
-    videos = write_sample_video_folder(str(tmp / "videos"), ("carphone_pristine.mp4", "bikes.mp4"))
+    videos = str(tmp / "videos")
+    run("experiments.sample_videos", f"--output={videos}", "--files=carphone_pristine.mp4,bikes.mp4")
     captions = [json.loads(line)["caption"] for line in open(os.path.join(videos, "captions.jsonl"))]
-    write_tiny_reference(str(tmp / "vae"))
-    write_tiny_umt5(str(tmp / "umt5"), captions + [PROMPT])
-    write_tiny_wan_transformer(str(tmp / "transformer"))
-    run("experiments.import_weights", f"--source={tmp / 'transformer'}", f"--output={tmp / 'wan'}",
+    pipeline = write_tiny_wan_pipeline(str(tmp / "Wan2.1-T2V-Diffusers"), captions + [PROMPT])  # as downloaded
+    run("experiments.import_weights", f"--source={pipeline}/transformer", f"--output={tmp / 'wan'}",
         "--compute_dtype=float32")
+    # the README's commands: umT5's tokenizer is found in the pipeline's tokenizer/ beside text_encoder/
     flags = ["--config=experiments/configs/wan_streamdit.py:tiny", f"--config.data.video_dir={videos}",
-             f"--config.autoencoder={tmp / 'vae'}", f"--config.model.text.path={tmp / 'umt5'}"]
+             f"--config.autoencoder={pipeline}/vae", f"--config.model.text.path={pipeline}/text_encoder"]
     workdir = str(tmp / "run")
     r = run("experiments.precompute_latents", *flags, f"--workdir={workdir}")
     assert "wrote" in r.stdout and "latent_clips" in r.stdout

@@ -397,3 +397,16 @@ def test_a_t5_text_encoder_is_selected_by_model_text_kind_and_checks_its_path_an
         make_text_encoder(TextEncoderConfig(kind="t5", width=32))
     with pytest.raises(ValueError, match="model.text.kind='umt5' is invalid: valid is one of 'byte', 'minilm', 't5'"):
         TextEncoderConfig(kind="umt5")
+
+
+def test_the_tokenizer_is_found_beside_the_weights_or_in_a_diffusers_pipelines_tokenizer_folder(tmp_path):
+    from streamdit_jax.models.t5 import tokenizer_directory
+    encoder, sibling = tmp_path / "text_encoder", tmp_path / "tokenizer"
+    encoder.mkdir()
+    sibling.mkdir()
+    assert tokenizer_directory(str(encoder)) == str(encoder)  # neither has a tokenizer: the error names the encoder's
+    (sibling / "spiece.model").write_bytes(b"x")
+    assert tokenizer_directory(str(encoder)) == str(sibling)
+    assert tokenizer_directory(str(encoder) + "/") == str(sibling)
+    (encoder / "tokenizer.json").write_text("{}")
+    assert tokenizer_directory(str(encoder)) == str(encoder)  # the encoder's own tokenizer wins

@@ -1,10 +1,12 @@
-"""Tiny random stand-ins of the three open-weight parts of Wan2.1, written by the reference libraries as a user's
-download would be laid out: a diffusers ``WanTransformer3DModel`` folder, a transformers ``UMT5EncoderModel``
-folder with a tokenizer.json, and (test_wan_vae.write_tiny_reference) a diffusers ``AutoencoderKLWan`` folder.
+"""Tiny random stand-ins of the three open-weight parts of Wan2.1, written by the reference libraries in the layout
+of a Wan2.1-T2V-*-Diffusers download (``write_tiny_wan_pipeline``): transformer/ (diffusers
+``WanTransformer3DModel``), text_encoder/ (transformers ``UMT5EncoderModel``), tokenizer/ (a tokenizer.json) and vae/
+(diffusers ``AutoencoderKLWan``, test_wan_vae.write_tiny_reference).
 
 Sizes match ``experiments/configs/wan_streamdit.py:tiny`` (model "wan_tiny": 4 latent channels, width 32 = 2 heads of
 16, FFN 64, 2 layers, 32 frequency features; text states 32 wide)."""
 import json
+import os
 
 TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
                    text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2)
@@ -31,9 +33,10 @@ def write_tiny_wan_transformer(directory: str, seed: int = 0) -> str:
     return directory
 
 
-def write_tiny_umt5(directory: str, texts, seed: int = 1) -> str:
+def write_tiny_umt5(directory: str, texts, seed: int = 1, tokenizer_directory: str = "") -> str:
     """A tiny random transformers UMT5EncoderModel saved with save_pretrained, plus a tokenizer.json (a Unigram
-    model over the words of ``texts``, then their characters, as Hugging Face's T5 tokenizer files are)."""
+    model over the words of ``texts``, then their characters, as Hugging Face's T5 tokenizer files are) in
+    ``tokenizer_directory`` (default: beside the weights)."""
     import torch
     import transformers
     from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
@@ -49,7 +52,19 @@ def write_tiny_umt5(directory: str, texts, seed: int = 1) -> str:
                                                  pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(single=["$A", "</s>"], special_tokens=[("</s>", 1)])
-    tok.save(f"{directory}/tokenizer.json")
-    with open(f"{directory}/tokenizer_config.json", "w") as f:
+    tokenizer_directory = tokenizer_directory or directory
+    os.makedirs(tokenizer_directory, exist_ok=True)
+    tok.save(f"{tokenizer_directory}/tokenizer.json")
+    with open(f"{tokenizer_directory}/tokenizer_config.json", "w") as f:
         json.dump({"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}, f)
     return directory
+
+
+def write_tiny_wan_pipeline(root: str, texts) -> str:
+    """``root`` laid out as Wan2.1-T2V-1.3B-Diffusers: transformer/, text_encoder/ + tokenizer/ (umT5 knowing the
+    words of ``texts``), vae/; every part tiny and random."""
+    from test_wan_vae import write_tiny_reference
+    write_tiny_wan_transformer(os.path.join(root, "transformer"))
+    write_tiny_umt5(os.path.join(root, "text_encoder"), texts, tokenizer_directory=os.path.join(root, "tokenizer"))
+    write_tiny_reference(os.path.join(root, "vae"))
+    return root

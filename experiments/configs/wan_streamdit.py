@@ -11,8 +11,7 @@ open weights, on Wan VAE latents and umT5 embeddings computed once beside the cl
 
 The model must be the imported checkpoint's (``--init_from`` refuses another architecture, naming the fields); its
 compute settings (dtype, remat, attention_impl) and the umT5 directory's location are this config's to choose.
-model.text.path also names the umT5 tokenizer (Wan2.1-T2V-*-Diffusers keeps it in tokenizer/: copy tokenizer.json /
-spiece.model beside text_encoder's weights, or pass a directory holding both).
+umT5's tokenizer is read from model.text.path, or from the pipeline's tokenizer/ beside it (the Diffusers layout).
 
 Why these settings:
 * buffer of 16 latent frames (64 video frames through the VAE's 4x temporal compression), chunk sizes 1..16: the

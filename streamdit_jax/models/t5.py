@@ -428,13 +428,24 @@ def _tokenizer_kind(directory: str) -> str:
                      f"{TOKENIZER_CONFIG_FILE} naming ByT5Tokenizer (a ByT5 needs no file: pass tokenizer='byte')")
 
 
+def tokenizer_directory(directory: str) -> str:
+    """Where the tokenizer of the encoder in ``directory`` lies: ``directory`` itself, or, when it holds no tokenizer
+    file, a diffusers pipeline's sibling ``tokenizer/`` folder (Wan2.1-T2V-*-Diffusers keeps umT5's weights in
+    text_encoder/ and its tokenizer in tokenizer/)."""
+    sibling = os.path.join(os.path.dirname(os.path.normpath(directory)), "tokenizer")
+    has_files = lambda d: any(os.path.isfile(os.path.join(d, f)) for f in (TOKENIZER_FILE, SPIECE_FILE))
+    return sibling if not has_files(directory) and has_files(sibling) else directory
+
+
 def load_t5_tokenizer(directory: str, max_len: int, config: Optional[T5Config] = None, kind: Optional[str] = None):
-    """The tokenizer of a Hugging Face T5-family directory, padding with the config's pad_token_id and ending every
-    prompt with its eos_token_id: ``kind`` "json" (tokenizer.json), "spiece" (spiece.model) or "byte" (ByT5), by
-    default the first of those the directory has (ByT5: tokenizer_config.json names ByT5Tokenizer).
+    """The tokenizer of a Hugging Face T5-family directory (or of its pipeline's sibling tokenizer/ folder:
+    ``tokenizer_directory``), padding with the config's pad_token_id and ending every prompt with its eos_token_id:
+    ``kind`` "json" (tokenizer.json), "spiece" (spiece.model) or "byte" (ByT5), by default the first of those the
+    directory has (ByT5: tokenizer_config.json names ByT5Tokenizer).
     ``tokenizer(prompts)`` -> (ids int32 [n, max_len], mask int32 [n, max_len]); "" is [EOS] (the CFG null prompt)."""
     directory = os.fspath(directory)
     cfg = config if config is not None else T5Config.from_json(os.path.join(directory, CONFIG_FILE))
+    directory = tokenizer_directory(directory)
     kind = _tokenizer_kind(directory) if kind is None else kind
     if kind == "json":
         return JsonTokenizer(os.path.join(directory, TOKENIZER_FILE), max_len, pad_id=cfg.pad_token_id,
