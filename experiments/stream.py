@@ -91,7 +91,7 @@ def main(argv):
     video = None
     if FLAGS.input_video:
         try:  # encoded chunk by chunk as the stream reaches it (a causal autoencoder carries its state)
-            video = streamed_input(FLAGS.input_video, cfg.data.frame_size, cfg.make_autoencoder(),
+            video = streamed_input(FLAGS.input_video, cfg.data.frame_hw, cfg.make_autoencoder(),
                                    streamer.partition.c, FLAGS.num_frames or None)
         except ValueError as e:
             fail(f"--input_video: {e}")

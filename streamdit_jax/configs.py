@@ -67,7 +67,8 @@ class DataConfig:
     name: str = "shapes_world"  # shapes_world | video_folder
     data_dir: str = ""  # '' -> WORKDIR/data
     video_dir: str = ""  # video_folder only: folder of .mp4 + captions.jsonl
-    frame_size: int = 32
+    frame_size: int = 32  # frame height (and width, unless frame_width)
+    frame_width: int = 0  # video_folder only: frames frame_size x frame_width (Wan2.1's 480 x 832); 0 = square
     clip_len: int = 64
     """Frames per clip: one array_record example, read whole for every training window (at most MAX_CLIP_BYTES)."""
     num_clips: int = 512
@@ -104,19 +105,23 @@ class DataConfig:
         shapes_world = self.name == "shapes_world"
         check_int("data.frame_size", self.frame_size, MIN_SHAPES_FRAME_SIZE if shapes_world else 1,
                   why="the shapes world draws objects frame_size // 4 >= 3 pixels wide" if shapes_world else "")
+        check_int("data.frame_width", self.frame_width, 0, why="0 = square frames, frame_size wide")
+        if shapes_world and self.frame_width not in (0, self.frame_size):
+            raise ValueError(f"data.frame_width={self.frame_width}: the shapes world renders square frames "
+                             f"(data.frame_size={self.frame_size} wide); leave it 0")
         check_int("data.clip_len", self.clip_len, 1)
-        frame_bytes = 3 * self.frame_size ** 2
+        height, width = self.frame_hw
+        frame_bytes = 3 * height * width
         max_len = MAX_CLIP_BYTES // frame_bytes
         if max_len < 1:
-            raise ValueError(f"data.frame_size={self.frame_size} must be <= {math.isqrt(MAX_CLIP_BYTES // 3)}: one "
-                             f"{self.frame_size}x{self.frame_size}x3 frame is {_size(frame_bytes)}, more than a whole "
-                             f"clip may hold ({_size(MAX_CLIP_BYTES)}: a clip is one array_record example, built in "
-                             f"memory)")
+            raise ValueError(f"data.frame_size={self.frame_size}, data.frame_width={self.frame_width}: one "
+                             f"{height}x{width}x3 frame is {_size(frame_bytes)}, more than a whole clip may hold "
+                             f"({_size(MAX_CLIP_BYTES)}: a clip is one array_record example, built in memory)")
         if self.clip_len > max_len:
-            raise ValueError(f"data.clip_len={self.clip_len} must be <= {max_len} at data.frame_size="
-                             f"{self.frame_size}: a clip is one array_record example, built in memory, of at most "
-                             f"{_size(MAX_CLIP_BYTES)}, and {self.clip_len} frames of {self.frame_size}x"
-                             f"{self.frame_size}x3 are {_size(self.clip_len * frame_bytes)}")
+            raise ValueError(f"data.clip_len={self.clip_len} must be <= {max_len} at {height}x{width} frames: a clip "
+                             f"is one array_record example, built in memory, of at most {_size(MAX_CLIP_BYTES)}, "
+                             f"and {self.clip_len} frames of {height}x{width}x3 are "
+                             f"{_size(self.clip_len * frame_bytes)}")
         check_int("data.num_clips", self.num_clips, 1)
         check_int("data.num_val_clips", self.num_val_clips, 0)
         check_real("data.two_object_prob", self.two_object_prob, 0, 1)
@@ -159,6 +164,11 @@ class DataConfig:
         if self.caption_wording == "varied":
             return shapes_wording.TrainingRewording(self.canonical_caption_prob)
         return None
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        """(height, width) of every frame."""
+        return self.frame_size, self.frame_width or self.frame_size
 
 
 @dataclasses.dataclass(frozen=True)

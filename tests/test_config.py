@@ -44,7 +44,8 @@ BASE = {
     'model.pooled_text': False, 'model.arch': 'streamdit', 'model.ffn_dim': 0, 'model.attend_text_padding': False,
     'optim.learning_rate': 0.0003, 'optim.warmup_steps': 100, 'optim.end_lr_factor': 0.1, 'optim.weight_decay': 0.01,
     'optim.b1': 0.9, 'optim.b2': 0.99, 'optim.grad_clip': 1.0,
-    'data.name': 'shapes_world', 'data.data_dir': '', 'data.video_dir': '', 'data.frame_size': 32, 'data.clip_len': 64,
+    'data.name': 'shapes_world', 'data.data_dir': '', 'data.video_dir': '', 'data.frame_size': 32, 'data.frame_width': 0,
+    'data.clip_len': 64,
     'data.num_clips': 512, 'data.num_val_clips': 16, 'data.two_object_prob': 0.0, 'data.mean_switch_interval': 48.0,
     'data.switch_weights': [1.0, 1.0, 1.0], 'data.caption_wording': 'canonical', 'data.canonical_caption_prob': 0.25,
     'data.text_source': 'on_the_fly', 'data.latent_source': 'on_the_fly', 'data.seed': 0,
@@ -112,6 +113,7 @@ _WAN = {'model.text.kind': 't5', 'model.text.path': '/umt5', 'model.text.max_len
         'sample_every': 0}
 _WAN_FULL = {**_WAN, 'model.latent_channels': 16, 'model.text.width': 4096, 'model.dtype': 'bfloat16',
              'model.remat': True, 'optim.learning_rate': 1e-05, 'optim.warmup_steps': 200, 'data.frame_size': 480,
+             'data.frame_width': 832,
              'data.clip_len': 81, 'total_steps': 10000, 'log_every': 20, 'checkpoint_every': 500}
 EXPECTED.update({
     'wan_streamdit': {**_WAN_FULL, 'model.width': 1536, 'model.depth': 30, 'model.num_heads': 12,
@@ -121,7 +123,7 @@ EXPECTED.update({
     'wan_streamdit:tiny': {
         **_WAN, 'model.latent_channels': 4, 'model.width': 32, 'model.num_heads': 2, 'model.time_freq_dim': 32,
         'model.text.width': 32, 'model.text.depth': 1, 'model.ffn_dim': 64, 'optim.learning_rate': 0.001,
-        'optim.warmup_steps': 2, 'data.clip_len': 17, 'buffer_len': 4, 'chunk_sizes': [1, 2, 4], 'ema_decay': 0.9,
+        'optim.warmup_steps': 2, 'data.frame_width': 48, 'data.clip_len': 17, 'buffer_len': 4, 'chunk_sizes': [1, 2, 4], 'ema_decay': 0.9,
         'batch_size': 2, 'total_steps': 20, 'log_every': 5, 'checkpoint_every': 20},
 })
 OVERRIDES = {name: _WAN_PATHS for name in EXPECTED if name.startswith("wan_streamdit")}
@@ -302,12 +304,14 @@ def merged(override):
     ({"sample_every": -1}, "'sample_every': -1"),
     ({"data": {"frame_size": 0}}, "data.frame_size=0 must be >= 12"),
     ({"data": {"frame_size": 8}}, "data.frame_size=8 must be >= 12"),
-    ({"data": {"frame_size": 10 ** 5}}, "data.frame_size=100000 must be <= 9459"),
+    ({"data": {"frame_size": 10 ** 5}}, "data.frame_size=100000, data.frame_width=0: one 100000x100000x3 frame is"),
+    ({"data": {"frame_width": -1}}, "data.frame_width=-1 must be >= 0"),
+    ({"data": {"frame_width": 48}}, "data.frame_width=48: the shapes world renders square frames"),
     ({"data": {"num_clips": -5}}, "data.num_clips=-5 must be >= 1"),
     ({"data": {"num_clips": 0}}, "data.num_clips=0 must be >= 1"),
     ({"data": {"num_val_clips": -1}}, "data.num_val_clips=-1 must be >= 0"),
     ({"data": {"clip_len": 0}}, "data.clip_len=0 must be >= 1"),
-    ({"data": {"clip_len": BIG}}, "data.clip_len=1000000000 must be <= 349525 at data.frame_size=16.*256 MiB"),
+    ({"data": {"clip_len": BIG}}, "data.clip_len=1000000000 must be <= 349525 at 16x16 frames.*256 MiB"),
     ({"data": {"clip_len": 4}}, "data.clip_len=4 is shorter than buffer_len=8"),
     ({"data": {"two_object_prob": 1.5}}, r"data.two_object_prob=1.5 must be in \[0, 1\]"),
     ({"data": {"mean_switch_interval": 0.0}}, "data.mean_switch_interval=0.0 must be >= 1"),

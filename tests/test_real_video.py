@@ -22,7 +22,7 @@ pytest.importorskip("torch", reason="the tiny reference models are written by di
 pytest.importorskip("transformers", reason="the tiny umT5 is written by transformers (the test extra)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAME = 32  # the tiny config's 32x32 frames -> 4x4 latents; clips of 17 = 1 + 4 * 4 frames -> 5 latent frames
+FRAME = (32, 48)  # the tiny config's frames -> 4 x 6 latents; clips of 17 = 1 + 4 * 4 frames -> 5 latent frames
 PROMPT = "A man in a suit talks in a car."
 
 
@@ -78,7 +78,7 @@ def test_wan_recipe_fine_tunes_the_imported_backbone_on_precomputed_latents_and_
         "--steps_per_chunk=2", f"--output={out}")
     video = iio.imread(out)
     # 2 chunks of 2 latent frames: the first decodes to 1 + 4 video frames, the second to 8
-    assert video.shape == (13, FRAME, FRAME, 3), video.shape
+    assert video.shape == (13, *FRAME, 3), video.shape
 
 
 def test_the_wan_distill_config_makes_a_one_step_student_from_the_precomputed_data_that_streams(trained):
@@ -94,7 +94,7 @@ def test_the_wan_distill_config_makes_a_one_step_student_from_the_precomputed_da
     r = run("experiments.stream", f"--checkpoint={student}", f"--prompts=0:{PROMPT}", "--num_frames=4",
             f"--output={out}")
     assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
-    assert iio.imread(out).shape == (13, FRAME, FRAME, 3)
+    assert iio.imread(out).shape == (13, *FRAME, 3)
 
 
 def test_video_to_video_from_a_real_clip_encodes_it_as_the_stream_advances(trained):
@@ -105,4 +105,4 @@ def test_video_to_video_from_a_real_clip_encodes_it_as_the_stream_advances(train
             f"--input_video={source}", "--num_frames=4", "--chunk=2", "--steps_per_chunk=2", "--strength=0.5",
             f"--output={out}")
     assert "video-to-video" in r.stdout
-    assert iio.imread(out).shape == (13, FRAME, FRAME, 3)
+    assert iio.imread(out).shape == (13, *FRAME, 3)

@@ -22,8 +22,7 @@ Why these settings:
   map in our tau convention (tau' = tau / (tau + s (1 - tau)) is sigma' = s sigma / (1 + (s - 1) sigma)).
 * learning rate 1e-5 after 200 warm-up steps, no weight decay: a fine-tune of 1.3B / 14B pretrained weights (a
   from-scratch rate would undo them); EMA 0.999 with warm-up.
-* square 480x480 frames (60x60 latents): the data pipeline reads square frames (data.frame_size); Wan2.1's 832x480
-  needs a frame width of its own.
+* 480 x 832 frames (60 x 104 latents, 30 x 52 tokens per latent frame): Wan2.1-T2V's 480p size.
 * mesh: 1.3B shards parameters over every device (fsdp); 14B adds context parallelism over the buffer's frames
   (parallel.LOGICAL_RULES' "frames_act"), so 4 devices share one buffer's activations.
 """
@@ -48,11 +47,11 @@ def get_config(arg=None):
     c.text_dropout = 0.1  # classifier-free guidance at sampling
     c.mesh.data, c.mesh.fsdp = 1, -1
     if variant == "tiny":
-        # Wan's layout at a few thousand parameters: 32x32 frames -> 4x4 latents of 4 channels (a tiny Wan VAE), a
-        # 32-wide umT5; clips of 17 frames = 5 latent frames; 20 steps on 2 CPU cores in seconds
+        # Wan's layout at a few thousand parameters: 32 x 48 frames -> 4 x 6 latents of 4 channels (a tiny Wan VAE),
+        # a 32-wide umT5; clips of 17 frames = 5 latent frames; 20 steps on 2 CPU cores in seconds
         c.model = model_dict("wan_tiny", dtype="float32", attend_text_padding=True,
                              text=dict(kind="t5", width=32, max_len=512))
-        c.data.frame_size, c.data.clip_len = 32, 17
+        c.data.frame_size, c.data.frame_width, c.data.clip_len = 32, 48, 17
         c.buffer_len, c.chunk_sizes = 4, (1, 2, 4)
         c.optim.learning_rate, c.optim.warmup_steps = 1e-3, 2
         c.batch_size, c.total_steps = 2, 20
@@ -60,7 +59,7 @@ def get_config(arg=None):
         c.ema_decay = 0.9
         return c
     c.model = model_dict("wan_1_3b" if variant == "1.3b" else "wan_14b")
-    c.data.frame_size, c.data.clip_len = 480, 81
+    c.data.frame_size, c.data.frame_width, c.data.clip_len = 480, 832, 81
     c.buffer_len, c.chunk_sizes = 16, (1, 2, 4, 8, 16)
     c.batch_size = 64 if variant == "1.3b" else 256
     c.total_steps = 10_000

@@ -82,7 +82,7 @@ def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chu
         raise ValueError(f"invalid partition: {e}") from e
     warmup_frames = partition.B - partition.K if warmup_frames is None else warmup_frames
     autoencoder = cfg.make_autoencoder()
-    latent = autoencoder.latent_shape((1, cfg.data.frame_size, cfg.data.frame_size, 3))[1:]
+    latent = autoencoder.latent_shape((1, *cfg.data.frame_hw, 3))[1:]
     streamer = Streamer(graphdef, params, partition, latent, autoencoder,
                         schedule=cfg.schedule, guidance_scale=guidance, pause_gc=pause_gc,
                         warmup_frames=warmup_frames, queue_size=queue_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -97,15 +97,16 @@ class StreamedVideoLatents:
         self._latents.extend(np.asarray(latents[0], np.float32))
 
 
-def streamed_input(path: str, frame_size: int, autoencoder, chunk: int,
+def streamed_input(path: str, frame_size: Union[int, tuple[int, int]], autoencoder, chunk: int,
                    max_latent_frames: Optional[int] = None) -> StreamedVideoLatents:
     """``StreamedVideoLatents`` of the video file ``path``, read as the training data was (``video_reader``,
-    centre-cropped and resized to frame_size x frame_size), at most ``max_latent_frames`` latent frames of it (None
+    centre-cropped to the aspect of ``frame_size`` (height, width; an int: square) and resized to it), at most ``max_latent_frames`` latent frames of it (None
     or 0: all; a causal autoencoder reads 1 + f (n - 1) video frames for n). ValueError naming the path when it
     cannot be read."""
     f = autoencoder.temporal_factor
     causal = hasattr(autoencoder, "encode_chunk")
     n = max_latent_frames
     count = count_input_frames(path, (1 + f * (n - 1) if causal else n) if n else None)
-    frames = video_reader.iter_frames(path, (frame_size, frame_size), max_frames=count)
-    return StreamedVideoLatents(frames, count, (frame_size, frame_size, 3), autoencoder, chunk)
+    size = (frame_size, frame_size) if isinstance(frame_size, int) else tuple(frame_size)
+    frames = video_reader.iter_frames(path, size, max_frames=count)
+    return StreamedVideoLatents(frames, count, size + (3,), autoencoder, chunk)

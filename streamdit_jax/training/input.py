@@ -37,7 +37,7 @@ def make_dataset_builder(cfg: TrainConfig, workdir: str):
                       world=d.world(), base_seed=d.seed)
     elif d.name == "video_folder":
         check_video_dir(d.video_dir)
-        kwargs = dict(video_dir=d.video_dir, clip_len=d.clip_len, frame_size=d.frame_size)
+        kwargs = dict(video_dir=d.video_dir, clip_len=d.clip_len, frame_size=d.frame_hw)
     else:
         raise ValueError(f"data.name={d.name!r} is unknown; valid: {sorted(tfds_builders.BUILDERS)}")
     return tfds_builders.make_builder(d.name, dataset_dir(cfg, workdir), **kwargs)

@@ -37,9 +37,8 @@ class Preview:
 
     def frames(self, params, seed: int = 0) -> np.ndarray:
         """uint8 [prompts, frames, H, W, 3]."""
-        size = self.cfg.data.frame_size
         like = jnp.zeros((len(self.prompts), self.partition.B) + self.autoencoder.latent_shape(
-            (1, size, size, 3))[1:], jnp.float32)
+            (1, *self.cfg.data.frame_hw, 3))[1:], jnp.float32)
         cond = self.encode(text_params_of(self.text_encoder, params), self.tokens)
         state, first = self.start(params, jax.random.PRNGKey(seed), like, cond)
         chunks = [first]
