@@ -8,6 +8,7 @@ tokens' true grid positions before any shift, so relative positions stay correct
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from streamdit_jax.models.config import chunked_block, is_chunked
 
 
 def sharded_init(init, names):
@@ -80,10 +82,65 @@ def shift_sizes(window, grid) -> tuple[int, int, int]:
     return tuple(0 if w == g else w // 2 for w, g in zip(window, grid))
 
 
+CHUNK_QUERIES = 1024  # "chunked" attention's default queries per block
+
+
 def attend(q, k, v, mask=None, implementation: Optional[str] = None):
-    """Scaled dot-product attention on [batch, length, heads, head_dim] (cuDNN flash attention when asked)."""
+    """Scaled dot-product attention on [batch, length, heads, head_dim]: XLA (None | "xla"), cuDNN flash attention
+    ("cudnn", GPU only), or XLA in blocks of queries ("chunked[:N]", ``chunked_attention``). ``mask``: boolean,
+    broadcastable to [batch, heads, q length, k length]."""
+    if is_chunked(implementation):
+        return chunked_attention(q, k, v, mask, chunked_block(implementation) or CHUNK_QUERIES)
     impl = None if implementation in (None, "xla") else implementation
     return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+
+
+def query_blocks(length: int, block: int) -> tuple[int, int]:
+    """(blocks, queries per block) covering ``length`` queries in blocks of at most ``block``: the fewest blocks,
+    or up to twice as many when that many divide ``length`` exactly (no padding), else padded."""
+    if length < 1 or block < 1:
+        raise ValueError(f"query blocks of length={length} by block={block}: both must be >= 1")
+    fewest = -(-length // block)
+    exact = next((n for n in range(fewest, 2 * fewest) if length % n == 0), None)
+    count = exact or fewest
+    return count, -(-length // count)
+
+
+def chunked_attention(q, k, v, mask=None, block: int = CHUNK_QUERIES):
+    """``jax.nn.dot_product_attention`` (XLA) computed for at most ``block`` queries at a time, each block's softmax
+    over all keys: the same values and gradients with the scores of one block alive at a time ([b, heads, block,
+    k length] float32) instead of all of them. Memory-efficient attention for XLA backends that have no flash kernel
+    (the CPU of an AOT compile; on GPU use "cudnn").
+
+    Query i goes to block i mod n (position i // n in it): a strided split, so a query axis sharded over a mesh axis
+    (context parallelism) can stay sharded inside every block (XLA's partitioner may split the keys instead: either
+    way each device computes its share of every block). Lengths that no block count divides are padded with
+    zero queries, dropped from the output. Each block runs under ``jax.checkpoint``: the backward pass recomputes
+    its scores instead of keeping every block's (the residuals of a scan)."""
+    b, length, heads, dim = q.shape
+    count, size = query_blocks(length, block)
+    pad = count * size - length
+    mask = None if mask is None else jnp.asarray(mask, bool)
+    if mask is not None:
+        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)  # [b|1, heads|1, q|1, k]
+
+    def split(x, axis, fill=0):  # [.., count * size, ..] -> [count, .., size, ..]: query j * count + i -> block i
+        if pad:  # padded queries attend to every key (a mask of True): a finite softmax, dropped from the output
+            x = jnp.pad(x, [(0, pad if a == axis else 0) for a in range(x.ndim)], constant_values=fill)
+        x = x.reshape(x.shape[:axis] + (size, count) + x.shape[axis + 1:])
+        return jnp.moveaxis(x, axis + 1, 0)
+
+    per_query_mask = mask is not None and mask.shape[2] != 1
+    xs = (split(q, 1), split(mask, 2, True) if per_query_mask else None)
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def one(blocks):
+        q_block, mask_block = blocks
+        return jax.nn.dot_product_attention(q_block, k, v, mask=mask_block if per_query_mask else mask)
+
+    out = jax.lax.map(one, xs)  # [count, b, size, heads, dim]
+    out = jnp.moveaxis(out, 0, 2).reshape(b, count * size, heads, dim)
+    return out[:, :length] if pad else out
 
 
 class WindowSelfAttention(nnx.Module):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Optional
 
 import jax.numpy as jnp
@@ -103,6 +104,30 @@ class TextEncoderConfig:
         check_int("model.text.max_len", self.max_len, 2, why="BOS + at least one byte")
 
 
+ATTENTION_IMPLS = (None, "xla", "cudnn", "chunked")  # and "chunked:N", N >= 1 queries per block
+_CHUNKED = re.compile(r"chunked(?::([1-9][0-9]*))?")
+
+
+def is_chunked(impl: Optional[str]) -> bool:
+    """Whether ``impl`` is a valid "chunked" or "chunked:N" (N >= 1) attention implementation."""
+    return isinstance(impl, str) and _CHUNKED.fullmatch(impl) is not None
+
+
+def chunked_block(impl: str) -> Optional[int]:
+    """Queries per block of a "chunked[:N]" attention implementation (None: the default size), else ValueError."""
+    if not is_chunked(impl):
+        raise ValueError(f"{impl!r} is not a chunked attention implementation ('chunked' or 'chunked:N', N >= 1)")
+    block = _CHUNKED.fullmatch(impl).group(1)
+    return None if block is None else int(block)
+
+
+def check_attention_impl(name: str, impl) -> None:
+    """ValueError naming ``name`` unless ``impl`` is one of ATTENTION_IMPLS or "chunked:N" (N >= 1)."""
+    if not (impl in ATTENTION_IMPLS or is_chunked(impl)):
+        raise ValueError(f"{name}={impl!r}: valid are None, 'xla', 'cudnn', 'chunked' and 'chunked:N' (N >= 1 "
+                         f"queries per block)")
+
+
 ARCHS = ("streamdit", "wan")  # the velocity model: models.dit.StreamDiT | models.wan.WanTransformer
 
 
@@ -131,7 +156,10 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype: float32 | bfloat16
     param_dtype: str = "float32"
     remat: bool = False
-    attention_impl: Optional[str] = None  # None (XLA) | "cudnn" (GPU flash attention)
+    # None or "xla" (XLA: materialises the [heads, q, k] scores) | "cudnn" (GPU flash attention) | "chunked" or
+    # "chunked:N" (XLA in blocks of <= N queries, default models.attention.CHUNK_QUERIES: memory of one block's scores;
+    # what a CPU AOT compile uses where a GPU would run flash attention)
+    attention_impl: Optional[str] = None
     # Ours, off in the paper's configs: also add the masked mean of the text embeddings to every frame's adaLN input
     # (SD3-style pooled conditioning). A global channel that small models learn much faster than cross-attention.
     pooled_text: bool = False
@@ -187,8 +215,7 @@ class ModelConfig:
                              f"keeps its own noise level tau (per-frame conditioning, Sec. 4.1)")
         check_str("model.dtype", self.dtype, DTYPES)
         check_str("model.param_dtype", self.param_dtype, DTYPES)
-        if self.attention_impl not in (None, "xla", "cudnn"):
-            raise ValueError(f"model.attention_impl={self.attention_impl!r}: valid are None, 'xla', 'cudnn'")
+        check_attention_impl("model.attention_impl", self.attention_impl)
 
     def _check_arch(self) -> None:
         """The fields one architecture has and the other lacks."""
@@ -274,7 +301,14 @@ MODEL_CONFIGS = {
 }
 
 
+# other names of presets (the released models' names): one config each, never a copy
+MODEL_ALIASES = {"wan2.1_1.3b": "wan_1_3b", "wan2.1_14b": "wan_14b"}
+
+
 def get_model_config(name: str, **overrides) -> ModelConfig:
-    if name not in MODEL_CONFIGS:
-        raise ValueError(f"model config {name!r} is unknown; valid: {sorted(MODEL_CONFIGS)}")
-    return MODEL_CONFIGS[name].replace(**overrides) if overrides else MODEL_CONFIGS[name]
+    """The preset ``name`` (a key of MODEL_CONFIGS or MODEL_ALIASES) with ``overrides`` replaced."""
+    key = MODEL_ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in MODEL_CONFIGS:
+        raise ValueError(f"model config {name!r} is unknown; valid: {sorted(MODEL_CONFIGS)} (aliases: "
+                         f"{', '.join(f'{a} = {k}' for a, k in MODEL_ALIASES.items())})")
+    return MODEL_CONFIGS[key].replace(**overrides) if overrides else MODEL_CONFIGS[key]

@@ -1,13 +1,23 @@
 """Creating the trained model (``models.conditioned``) directly sharded on a mesh (jitted init with out_shardings:
-no host copy of the weights)."""
+no host copy of the weights), and its analytic FLOP count whatever its architecture."""
 from __future__ import annotations
 
 import jax
 from flax import nnx
 
 from streamdit_jax import parallel
+from streamdit_jax.models import dit, wan
 from streamdit_jax.models.config import ModelConfig
 from streamdit_jax.models.conditioned import ConditionedModel
+
+FLOP_COUNTS = {"streamdit": dit.forward_flops, "wan": wan.forward_flops}  # ModelConfig.arch -> its analytic count
+
+
+def forward_flops(cfg: ModelConfig, latent_shape, text_len: int | None = None, batch: int = 1) -> float:
+    """Analytic FLOPs of one forward pass of the velocity model ``cfg.arch`` names (models.dit.forward_flops or
+    models.wan.forward_flops: matmuls and attention, 2 FLOPs per multiply-add, the text encoder excluded) on latents
+    [F, H, W(, C)] with ``text_len`` text tokens (default cfg.text.max_len)."""
+    return FLOP_COUNTS[cfg.arch](cfg, latent_shape, text_len=text_len, batch=batch)
 
 
 def abstract_model(cfg: ModelConfig):

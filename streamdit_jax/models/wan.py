@@ -52,7 +52,7 @@ from flax import nnx
 
 from streamdit_jax import parallel
 from streamdit_jax.models.attention import attend, dense, sharded_init
-from streamdit_jax.models.config import ModelConfig
+from streamdit_jax.models.config import ModelConfig, is_chunked
 from streamdit_jax.models.dit import PatchTokens, check_latents_and_tau, scan_layers, stacked_layers
 
 EPS = 1e-6  # Wan2.1's eps of every LayerNorm and RMSNorm
@@ -143,7 +143,8 @@ class WanAttention(nnx.Module):
         d = cfg.width
         kw = dict(rngs=rngs, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
         self.num_heads, self.head_dim, self.cross = cfg.num_heads, cfg.head_dim, cross
-        self.implementation = None if cross else cfg.attention_impl  # masks: the XLA path (as models.attention)
+        # cross-attention's masks: the XLA path (as models.attention), or its chunked form when that is asked for
+        self.implementation = None if cross and not is_chunked(cfg.attention_impl) else cfg.attention_impl
         self.attend_padding = cfg.attend_text_padding
         self.q = dense(d, d, ("embed", "heads"), **kw)
         self.k = dense(d, d, ("embed", "heads"), **kw)
