@@ -7,7 +7,7 @@ import re
 from typing import Any, Mapping, Optional
 
 from streamdit_jax import shapes_wording, shapes_world as shapes
-from streamdit_jax.models.config import (MODEL_CONFIGS, ModelConfig, check_bool, check_int, check_real, check_str,
+from streamdit_jax.models.config import (ModelConfig, check_bool, check_int, check_real, check_str,
                                          get_model_config, is_int)
 from streamdit_jax.parallel import MeshConfig
 from streamdit_jax.partition import ChunkSizeMix, NoiseSchedule, Partition
@@ -201,12 +201,14 @@ DEFAULT_MODEL = ModelConfig(latent_channels=12)
 
 
 def base_model_config(name: Optional[str] = None) -> ModelConfig:
-    """The model config ``model.name`` picks (MODEL_CONFIGS), or DEFAULT_MODEL when no name is given."""
+    """The model config ``model.name`` picks (MODEL_CONFIGS or an alias of one), or DEFAULT_MODEL when no name is
+    given."""
     if name is None:
         return DEFAULT_MODEL
-    if name not in MODEL_CONFIGS:
-        raise ValueError(f"model.name={name!r} is unknown; valid: {sorted(MODEL_CONFIGS)}")
-    return get_model_config(name)
+    try:
+        return get_model_config(name)  # a preset, or an alias of one (the released models' names: "wan2.1_1.3b")
+    except ValueError as e:
+        raise ValueError(f"model.name={name!r}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)

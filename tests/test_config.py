@@ -231,6 +231,9 @@ def test_overrides_reach_model_fields_and_model_name_still_picks_the_base():
                                      "--config.model.attention_impl=xla").to_dict())
     assert cfg.model == get_model_config("small", latent_channels=12, window=(4, 2, 2), attention_impl="xla",
                                          text=dataclasses.replace(get_model_config("small").text, max_len=32))
+    # a released model's name is an alias of its preset
+    cfg = TrainConfig.from_dict(load("wan_streamdit", *_WAN_PATHS, "--config.model.name=wan2.1_14b").to_dict())
+    assert cfg.model.width == get_model_config("wan_14b").width and cfg.model.text.path == "/umt5"
     cfg = TrainConfig.from_dict(load("shapes_tiny", "--config.chunk_probs=(0.1,0.2,0.3,0.4)",
                                      "--config.schedule.kind=power", "--config.mesh.fsdp=-1",
                                      "--config.mesh.data=1").to_dict())
@@ -347,8 +350,9 @@ def merged(override):
     ({"model": {"rope_theta": float("inf")}}, "model.rope_theta=inf must be > 0"),
     ({"model": {"dtype": "float16"}}, "model.dtype='float16' is invalid: valid is one of 'float32', 'bfloat16'"),
     ({"model": {"remat": "no"}}, "model.remat='no' must be True or False"),
-    ({"model": {"name": "huge"}}, r"model.name='huge' is unknown; valid: \['small', 'streamdit_4b', 'tiny', 'wan_14b', "
-                                      r"'wan_1_3b', 'wan_tiny'\]"),
+    ({"model": {"name": "huge"}}, r"model.name='huge': model config 'huge' is unknown; valid: \['small', "
+                                      r"'streamdit_4b', 'tiny', 'wan_14b', 'wan_1_3b', 'wan_tiny'\] \(aliases: "
+                                      r"wan2.1_1.3b = wan_1_3b"),
     ({"model": {"text": {"num_heads": 0}}}, "model.text.num_heads=0 must be >= 1"),
     ({"model": {"text": {"max_len": 1}}}, "model.text.max_len=1 must be >= 2"),
     ({"model": {"text": {"kind": "umt5"}}}, "model.text.kind='umt5' is invalid: valid is one of 'byte', 'minilm'"),
