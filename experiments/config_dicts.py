@@ -127,3 +127,13 @@ def distill_config_dict(distill: DistillConfig = DistillConfig(), student: Optio
     for key in DISTILL_KEYS:
         out[key] = getattr(student, key)
     return out
+
+
+def config_variant(arg: Optional[str], variants: Sequence[str], config_file: str) -> str:
+    """The variant a config file's argument names (``--config=FILE.py:ARG``; no argument: the first of ``variants``),
+    or ValueError naming it and the valid ones."""
+    variant = arg or variants[0]
+    if variant not in variants:
+        raise ValueError(f"{config_file} config argument {variant!r} is unknown; valid: {tuple(variants)} "
+                         f"(e.g. --config=experiments/configs/{config_file}.py:{variants[-1]})")
+    return variant

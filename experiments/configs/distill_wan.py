@@ -12,17 +12,14 @@ Why: guidance 5.0 is Wan2.1's T2V guidance scale (sample_guide_scale 5.0); learn
 the student near the pretrained teacher it starts from; the mesh repeats the teacher's recipe (fsdp over every
 device; 14B: plus 4-way context parallelism).
 """
-from experiments.config_dicts import distill_config_dict
+from experiments.config_dicts import config_variant, distill_config_dict
 from streamdit_jax.configs import DistillConfig
 
 VARIANTS = ("1.3b", "14b", "tiny")
 
 
 def get_config(arg=None):
-    variant = arg or "1.3b"
-    if variant not in VARIANTS:
-        raise ValueError(f"distill_wan config argument {variant!r} is unknown; valid: {VARIANTS} "
-                         f"(e.g. --config=experiments/configs/distill_wan.py:tiny)")
+    variant = config_variant(arg, VARIANTS, "distill_wan")
     c = distill_config_dict(DistillConfig(chunk=2, steps_per_chunk=16, guidance=5.0))
     c.mesh.data, c.mesh.fsdp = 1, -1
     c.optim.weight_decay = 0.0

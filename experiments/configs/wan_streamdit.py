@@ -26,16 +26,13 @@ Why these settings:
 * mesh: 1.3B shards parameters over every device (fsdp); 14B adds context parallelism over the buffer's frames
   (parallel.LOGICAL_RULES' "frames_act"), so 4 devices share one buffer's activations.
 """
-from experiments.config_dicts import config_dict, model_dict
+from experiments.config_dicts import config_dict, config_variant, model_dict
 
 VARIANTS = ("1.3b", "14b", "tiny")
 
 
 def get_config(arg=None):
-    variant = arg or "1.3b"
-    if variant not in VARIANTS:
-        raise ValueError(f"wan_streamdit config argument {variant!r} is unknown; valid: {VARIANTS} "
-                         f"(e.g. --config=experiments/configs/wan_streamdit.py:tiny)")
+    variant = config_variant(arg, VARIANTS, "wan_streamdit")
     c = config_dict()
     c.data.name = "video_folder"
     c.data.latent_source = "precomputed"  # a causal VAE must see each clip from its first frame (latent_clips)
