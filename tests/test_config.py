@@ -18,7 +18,6 @@ from ml_collections import config_flags
 from helpers import subprocess_env
 
 from experiments import config_dicts
-from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.data import tfds_builders
 from streamdit_jax.models.config import ModelConfig, TextEncoderConfig, get_model_config
 from streamdit_jax.parallel import MeshConfig
@@ -473,12 +472,3 @@ def test_train_cli_bad_values_and_datasets_exit_2_naming_them(tmp_path, args, ne
     assert r.returncode == 2 and needle in error_line(r)
     assert not os.path.exists(tmp_path / "checkpoints")
 
-
-@pytest.mark.slow
-def test_train_cli_overrides_a_model_field_that_the_config_file_does_not_set(tmp_path):
-    r = train_cli(f"--workdir={tmp_path}", "--config.model.depth=2", "--config.total_steps=2",
-                  "--config.sample_every=0", "--config.data.num_clips=8", "--config.data.clip_len=8", timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = Checkpointer(str(tmp_path), async_save=False)
-    assert ckpt.latest_step() == 2 and ckpt.read_config()["model"]["depth"] == 2
-    ckpt.close()

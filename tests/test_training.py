@@ -233,15 +233,19 @@ def test_t2v_steady_windows_draws_plain_t2v_only_for_windows_flagged_steady():
 
 @pytest.mark.slow
 def test_train_cli_stop_after_ends_the_run_with_a_checkpoint_at_that_step_and_profiles_the_chosen_step(tmp_path):
-    # total_steps=11: with shapes_tiny's 10 warm-up steps every total_steps <= 11 gives the same learning-rate
-    # schedule, so this run's compiled step is test_config's train CLI run's (total_steps=2): a compilation-cache hit
+    # --config.model.depth: a model field shapes_tiny.py does not set (it takes the "tiny" preset's 2) still reaches
+    # the model
     r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/shapes_tiny.py",
                         f"--workdir={tmp_path}", "--config.total_steps=11", "--config.data.num_clips=8",
                         "--config.data.clip_len=8", "--config.sample_every=0", "--config.log_every=1",
-                        "--stop_after=2", "--profile_steps=1:2"], cwd=REPO, capture_output=True, text=True,
-                       env=subprocess_env())
+                        "--config.model.depth=4", "--stop_after=2", "--profile_steps=1:2"], cwd=REPO,
+                       capture_output=True, text=True, env=subprocess_env())
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+    from streamdit_jax.checkpoint import Checkpointer
+    ckpt = Checkpointer(str(tmp_path), async_save=False)
+    assert ckpt.read_config()["model"]["depth"] == 4
+    ckpt.close()
     # the same run traced its step 1 into WORKDIR/profile (one trace, annotated "train")
     from test_profiling import trace_files, traced_steps
     assert len(trace_files(tmp_path / "profile")) == 1 and traced_steps(tmp_path / "profile", "train") == [1]
