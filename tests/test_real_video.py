@@ -4,8 +4,8 @@ by the reference libraries (tests/tiny_wan.py: diffusers WanTransformer3DModel a
 UMT5EncoderModel with a tokenizer.json); experiments.import_weights -> precompute_latents (the causal VAE over whole
 clips) -> precompute_text (umT5) -> 20 training steps of experiments/configs/wan_streamdit.py:tiny from the import
 (--init_from) -> a 2-chunk stream decoded by the VAE's streaming decoder into an mp4; distillation with
-experiments/configs/distill_wan.py:tiny into a one-step student that streams; and video-to-video from a real clip
-encoded chunk by chunk as the stream advances."""
+experiments/configs/distill_wan.py:tiny into a one-step student, which restyles a real clip (video-to-video, the clip
+encoded chunk by chunk as the stream advances)."""
 import json
 import os
 import subprocess
@@ -81,28 +81,29 @@ def test_wan_recipe_fine_tunes_the_imported_backbone_on_precomputed_latents_and_
     assert video.shape == (13, *FRAME, 3), video.shape
 
 
-def test_the_wan_distill_config_makes_a_one_step_student_from_the_precomputed_data_that_streams(trained):
+@pytest.fixture(scope="module")
+def student(trained):
+    """The fine-tune distilled by experiments/configs/distill_wan.py:tiny (2 steps)."""
     tmp, workdir = trained
     student = str(tmp / "student")
     run("experiments.distill", "--config=experiments/configs/distill_wan.py:tiny", f"--teacher={workdir}",
         f"--workdir={student}")
+    return student
+
+
+def test_the_wan_distill_config_distils_the_fine_tune_from_the_teachers_precomputed_data(student):
     rows = [json.loads(line) for line in open(os.path.join(student, "metrics.jsonl"))]
     assert rows[-1]["step"] == 2 and all(r["finite"] == 1 for r in rows)
     # the teacher's latents and caption embeddings were read where the teacher's run keeps them, not remade
     assert not os.path.exists(os.path.join(student, "data"))
-    out = tmp / "student.mp4"
-    r = run("experiments.stream", f"--checkpoint={student}", f"--prompts=0:{PROMPT}", "--num_frames=4",
-            f"--output={out}")
-    assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
-    assert iio.imread(out).shape == (13, *FRAME, 3)
 
 
-def test_video_to_video_from_a_real_clip_encodes_it_as_the_stream_advances(trained):
-    tmp, workdir = trained
+def test_the_student_restyles_a_real_clip_encoded_as_the_stream_advances(trained, student):
+    tmp, _ = trained
     out = tmp / "v2v.mp4"
     source = str(tmp / "videos" / "carphone_pristine.mp4")
-    r = run("experiments.stream", f"--checkpoint={workdir}", "--prompts=0:A man in a suit talks in a car.",
-            f"--input_video={source}", "--num_frames=4", "--chunk=2", "--steps_per_chunk=2", "--strength=0.5",
-            f"--output={out}")
+    r = run("experiments.stream", f"--checkpoint={student}", f"--prompts=0:{PROMPT}", f"--input_video={source}",
+            "--num_frames=4", "--strength=0.5", f"--output={out}")
     assert "video-to-video" in r.stdout
+    assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
     assert iio.imread(out).shape == (13, *FRAME, 3)
