@@ -242,3 +242,19 @@ def test_the_encoder_fingerprint_follows_its_files_not_their_documentation(tmp_p
     assert fingerprint() not in seen
     name = lambda max_len: caption_embeddings.encoder_identity("minilm", max_len, 384, ("float32",) * 2, str(tmp_path))
     assert name(16).startswith("minilm_L16_") and name(16) != name(12).replace("L12", "L16")
+
+
+def test_a_tokenizer_kept_beside_the_weights_folder_is_part_of_the_encoders_name(tmp_path):
+    """A Diffusers pipeline keeps umT5's tokenizer in tokenizer/ beside text_encoder/: another tokenizer there
+    gives the embeddings another name, the same tokenizer the same name."""
+    weights, tokenizer = tmp_path / "text_encoder", tmp_path / "tokenizer"
+    weights.mkdir()
+    tokenizer.mkdir()
+    (weights / "model.safetensors").write_bytes(bytes(64))
+    (tokenizer / "tokenizer.json").write_text('{"v": 1}')
+    name = lambda: caption_embeddings.encoder_identity("t5", 512, 32, ("float32",) * 2, str(weights), str(tokenizer))
+    first = name()
+    assert name() == first
+    assert caption_embeddings.encoder_identity("t5", 512, 32, ("float32",) * 2, str(weights), str(weights)) != first
+    (tokenizer / "tokenizer.json").write_text('{"v": 2}')
+    assert name() != first

@@ -84,10 +84,15 @@ def directory_fingerprint(directory: str, full_hash_bytes: int = FULL_HASH_BYTES
     return digest.hexdigest()
 
 
-def encoder_identity(kind: str, max_len: int, width: int, dtypes: Sequence[str], directory: str) -> str:
+def encoder_identity(kind: str, max_len: int, width: int, dtypes: Sequence[str], directory: str,
+                     tokenizer_directory: str = "") -> str:
     """``<kind>_L<max_len>_<8 hex>``: the hex digits cover width, the compute / parameter dtypes and the files of
-    ``directory`` (``directory_fingerprint``), so another checkpoint, tokenizer or precision gives another name."""
-    digest = hashlib.sha256(repr((kind, max_len, width, tuple(dtypes), directory_fingerprint(directory))).encode())
+    ``directory`` (``directory_fingerprint``) and of ``tokenizer_directory`` when the tokenizer lies elsewhere (a
+    Diffusers pipeline's tokenizer/), so another checkpoint, tokenizer or precision gives another name."""
+    key = (kind, max_len, width, tuple(dtypes), directory_fingerprint(directory))
+    if tokenizer_directory and os.path.normpath(tokenizer_directory) != os.path.normpath(directory):
+        key += (directory_fingerprint(tokenizer_directory),)
+    digest = hashlib.sha256(repr(key).encode())
     return f"{kind}_L{max_len}_{digest.hexdigest()[:8]}"
 
 

@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 from streamdit_jax.data import caption_embeddings, pipeline, tfds_builders
 from streamdit_jax.data.latent_clips import PartsSource
 from streamdit_jax.configs import TrainConfig
+from streamdit_jax.models import t5
 from streamdit_jax.models.config import TextEncoderConfig
 from streamdit_jax.models.conditioned import text_encoder_of
 
@@ -77,9 +78,10 @@ def caption_embeddings_builder(cfg: TrainConfig, workdir: str, frames_builder=No
     arguments CaptionEmbeddings needs to build."""
     text = cfg.model.text
     frames_builder = frames_builder or make_dataset_builder(cfg, workdir)
+    directory = text_encoder_directory(text)
+    tokenizer = t5.tokenizer_directory(directory) if text.kind == "t5" else ""
     identity = caption_embeddings.encoder_identity(text.kind, text.max_len, text.width,
-                                                   (cfg.model.dtype, cfg.model.param_dtype),
-                                                   text_encoder_directory(text))
+                                                   (cfg.model.dtype, cfg.model.param_dtype), directory, tokenizer)
     config = caption_embeddings.embeddings_config(tfds_builders.data_source_name(frames_builder), identity,
                                                   text.max_len, text.width)
     return caption_embeddings.CaptionEmbeddings(config=config, data_dir=dataset_dir(cfg, workdir),
