@@ -31,7 +31,9 @@ def _early_device_count() -> int:
 
 
 HOISTING = "--xla_disable_hlo_passes=while-loop-invariant-code-motion"  # see --loop_invariant_motion
-_no_motion = any(a in ("--noloop_invariant_motion", "--loop_invariant_motion=false") for a in sys.argv)
+_no_motion = any(a == "--noloop_invariant_motion" or a.lower() in ("--loop_invariant_motion=false",
+                                                                    "--loop_invariant_motion=0",
+                                                                    "--loop_invariant_motion=f") for a in sys.argv)
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + (" " + HOISTING if _no_motion else "")
                            + f" --xla_force_host_platform_device_count={_early_device_count()}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

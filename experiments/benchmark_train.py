@@ -46,7 +46,7 @@ def main(argv):
     timed = [r for r in rows[1:] if "steps_per_sec" in r]  # the first window holds the compilation
     steps_per_sec = float(np.median([r["steps_per_sec"] for r in timed])) if timed else float("nan")
     latent = cfg.make_autoencoder().latent_shape(
-        (cfg.buffer_len, cfg.data.frame_size, cfg.data.frame_size, 3))
+        (cfg.buffer_len, *cfg.data.frame_hw, 3))
     flops_per_step = 3 * forward_flops(cfg.model, latent, batch=cfg.batch_size)  # forward + backward
     achieved = flops_per_step * steps_per_sec
     quarter = benchmarking.loss_quarters(rows)

@@ -84,6 +84,8 @@ def main(argv):
     ae = load_vae(cfg.latent_channels)
     h, w = (int(v) for v in FLAGS.size.lower().split("x"))
     f = ae.config.spatial_factor
+    if h % f or w % f:
+        raise app.UsageError(f"--size={FLAGS.size}: height and width must be multiples of the VAE's {f}x")
     latent_shape = (1, FLAGS.buffer_len, h // f, w // f, cfg.latent_channels)
     cfg.token_grid(latent_shape[1:])  # ValueError naming the size unless the patch tiles it
     partition = Partition.from_buffer(FLAGS.buffer_len, FLAGS.chunk, FLAGS.steps_per_chunk)

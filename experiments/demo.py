@@ -37,7 +37,7 @@ def main(argv):
     writers = [checked(ProgressiveWriter, f"{FLAGS.output}{ext}", fps=8) for ext in (".mp4", ".gif")]
     cfg, streamer = build_streamer(FLAGS.checkpoint)  # the checkpoint's default_sampling
     print(f"checkpoint {FLAGS.checkpoint}: {cfg.model.width}-wide, {cfg.model.depth}-block StreamDiT, "
-          f"{cfg.data.frame_size}x{cfg.data.frame_size} frames, partition {streamer.partition}")
+          f"{'x'.join(map(str, cfg.data.frame_hw))} frames, partition {streamer.partition}")
     for frame, prompt in sorted(schedule.items()):
         print(f"  from frame {frame:4d}: {prompt!r}")
     frames = []

@@ -87,7 +87,7 @@ def lower_train_step(model: ModelConfig, mesh, latent, global_batch: int):
     fn = steps.make_train_step(cfg, graphdef, tx, shardings, batch_sh)
     analytic = 3 * forward_flops(model, tuple(latent) + (model.latent_channels,), batch=global_batch)
     with parallel.activate(mesh):  # only around tracing: abstract models are built outside any mesh context
-        return fn.lower(abstract_state, batch, None), analytic  # latent batches, frozen text precomputed: no frozen
+        return fn.lower(abstract_state, batch, None), analytic  # no frozen params: latents and text precomputed
 
 
 def lower_buffer_step(model: ModelConfig, mesh, latent, chunk: int = 2, steps_per_chunk: int = 1):

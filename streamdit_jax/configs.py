@@ -17,7 +17,7 @@ DATASET_NAMES = ("shapes_world", "video_folder")
 CAPTION_WORDINGS = ("canonical", "varied")
 TEXT_SOURCES = ("on_the_fly", "precomputed")  # also the valid data.latent_source values
 # One clip is one array_record example, rendered / decoded in memory and read back whole for every training window:
-# a clip of clip_len x frame_size x frame_size x 3 bytes must fit in this.
+# a clip of clip_len x height x width x 3 bytes must fit in this.
 MAX_CLIP_BYTES = 256 * 2 ** 20
 # the shapes world draws objects frame_size // 4 pixels wide, and needs them >= 3 (shapes.ShapesWorldConfig)
 MIN_SHAPES_FRAME_SIZE = 12
@@ -303,11 +303,12 @@ class TrainConfig:
             except re.error as e:
                 raise ValueError(f"init_fresh entry {pattern!r} is not a regular expression: {e}") from None
         if self.autoencoder_factor:  # the token grid is known without loading anything: check the window now
-            side = self.data.frame_size // self.autoencoder_factor
-            if self.data.frame_size % self.autoencoder_factor:
-                raise ValueError(f"data.frame_size={self.data.frame_size} is not divisible by autoencoder_factor="
-                                 f"{self.autoencoder_factor}")
-            self.model.resolved_window(self.model.token_grid((self.buffer_len, side, side)))
+            for name, size in zip(("frame_size", "frame_width"), self.data.frame_hw):
+                if size % self.autoencoder_factor:
+                    raise ValueError(f"data.{name}={size} is not divisible by autoencoder_factor="
+                                     f"{self.autoencoder_factor}")
+            height, width = (s // self.autoencoder_factor for s in self.data.frame_hw)
+            self.model.resolved_window(self.model.token_grid((self.buffer_len, height, width)))
         if self.data.text_source == "precomputed":
             from streamdit_jax.models.text import TEXT_ENCODERS, is_trainable  # jax + flax: imported when needed
             if is_trainable(self.model.text):

@@ -79,8 +79,10 @@ def test_wan_with_chunked_attention_equals_the_xla_path():
     model = wan.WanTransformer(cfg, rngs=nnx.Rngs(0))
     chunked = wan.WanTransformer(cfg.replace(attention_impl="chunked:5"), rngs=nnx.Rngs(0))
     keys = jax.random.split(jax.random.key(2), 3)
-    x = jax.random.normal(keys[0], (2, 3, 6, 4, cfg.latent_channels))  # 3 x 3 x 2 = 18 tokens: blocks of 5 pad
-    tau = jax.random.uniform(keys[1], (2, 3))
+    x = jax.random.normal(keys[0], (2, 11, 2, 2, cfg.latent_channels))  # 11 x 1 x 1 tokens: no block count divides
+    count, size = query_blocks(11, 5)
+    assert count * size > 11  # so the queries are padded
+    tau = jax.random.uniform(keys[1], (2, 11))
     text = jax.random.normal(keys[2], (2, 7, cfg.text.width))
     mask = jnp.asarray([[1] * 7, [1] * 3 + [0] * 4], jnp.int32)
     head = jax.random.normal(jax.random.key(5), (cfg.width, cfg.patch_dim))

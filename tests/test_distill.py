@@ -343,3 +343,42 @@ def test_teacher_target_is_the_s_micro_step_euler_sum_not_one_step_over_the_segm
     moving = np.abs(y - one_step)[:, 1:].max()
     assert moving > 1e-2, moving  # guard: s steps and one step differ on this field
     assert np.abs(got - one_step)[:, 1:].max() > 0.5 * moving
+
+
+def test_a_student_of_precomputed_data_reads_the_teachers_data_only_when_it_is_the_same_dataset(tmp_path):
+    """distill_config.shared_data_dir: the teacher's data/ (absolute) for a student that reads precomputed text or
+    latents of the teacher's frames dataset; its own data dir otherwise (another dataset, one of its own, on the fly,
+    or a teacher without data/)."""
+    from streamdit_jax.models.config import TextEncoderConfig
+    from streamdit_jax.training.distill_config import shared_data_dir
+    teacher = tmp_path / "teacher"
+    (teacher / "data").mkdir(parents=True)
+    minilm = get_model_config("tiny", latent_channels=12, text=TextEncoderConfig(kind="minilm", width=384, max_len=16))
+    data = DataConfig(frame_size=16, clip_len=12, num_clips=8, num_val_clips=2, text_source="precomputed")
+    taught = TrainConfig(model=minilm, data=data, buffer_len=8, chunk_sizes=(1, 2, 4, 8))
+    student = dataclasses.replace(taught, distill=DistillConfig(teacher=str(teacher)))
+    with_data = lambda **kw: dataclasses.replace(student, data=dataclasses.replace(data, **kw))
+    assert shared_data_dir(str(teacher), taught, student) == str(teacher / "data")
+    relative = os.path.relpath(teacher, os.getcwd())
+    assert shared_data_dir(relative, taught, student) == str(teacher / "data")  # saved in the student's config
+    assert shared_data_dir(str(teacher), taught, with_data(num_clips=16)) == ""  # another shapes-world dataset
+    assert shared_data_dir(str(teacher), taught, with_data(data_dir=str(tmp_path / "own"))) == ""
+    assert shared_data_dir(str(teacher), taught, with_data(text_source="on_the_fly")) == ""
+    assert shared_data_dir(str(tmp_path / "export"), taught, student) == ""  # no data/ beside it
+
+
+def test_a_frozen_encoder_elsewhere_is_accepted_only_when_its_config_is_the_same(tmp_path):
+    """partial_init.frozen_encoder_conflict (what init_from checks beyond parameter_differences): the same encoder
+    in another directory passes; another architecture of the same kind and width is named."""
+    import json
+    from streamdit_jax.models.config import TextEncoderConfig
+    from streamdit_jax.training.partial_init import frozen_encoder_conflict
+    umt5 = {"model_type": "umt5", "d_model": 32, "num_layers": 2}
+    for name, config in (("a", umt5), ("b", umt5), ("t5", {**umt5, "model_type": "t5"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    text = lambda name: TextEncoderConfig(kind="t5", width=32, max_len=512, path=str(tmp_path / name))
+    assert frozen_encoder_conflict(text("a"), text("b")) == ""  # a copy
+    assert frozen_encoder_conflict(text("a"), text("a")) == ""
+    assert "differs in ['model_type']" in frozen_encoder_conflict(text("a"), text("t5"))
+    assert frozen_encoder_conflict(text("a"), text("gone")) == ""  # unreadable: the run's own loader names it

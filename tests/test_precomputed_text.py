@@ -18,7 +18,9 @@ from helpers import randomize, subprocess_env
 from streamdit_jax import parallel
 from streamdit_jax.configs import DataConfig, TrainConfig
 from streamdit_jax.data import caption_embeddings, pipeline, tfds_builders
+from streamdit_jax.models import get_model_config
 from streamdit_jax.models.conditioned import ConditionedModel, text_encoder_of
+from streamdit_jax.models.config import TextEncoderConfig
 from streamdit_jax.training import input as train_input
 from streamdit_jax.training import steps
 
@@ -258,3 +260,18 @@ def test_a_tokenizer_kept_beside_the_weights_folder_is_part_of_the_encoders_name
     assert caption_embeddings.encoder_identity("t5", 512, 32, ("float32",) * 2, str(weights), str(weights)) != first
     (tokenizer / "tokenizer.json").write_text('{"v": 2}')
     assert name() != first
+
+
+def test_the_embeddings_name_of_a_pipelines_umt5_follows_its_sibling_tokenizer(tmp_path):
+    """training.input.text_encoder_identity (what names the caption embeddings a run reads) for a T5 whose
+    tokenizer lies in the pipeline's tokenizer/: another tokenizer file there, another name."""
+    from streamdit_jax.training.input import text_encoder_identity
+    (tmp_path / "text_encoder").mkdir()
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "text_encoder" / "config.json").write_text('{"model_type": "umt5"}')
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text('{"v": 1}')
+    model = get_model_config("wan_tiny", text=TextEncoderConfig(kind="t5", width=32, max_len=512,
+                                                                path=str(tmp_path / "text_encoder")))
+    first = text_encoder_identity(model)
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text('{"v": 2}')
+    assert text_encoder_identity(model) != first and first.startswith("t5_L512_")

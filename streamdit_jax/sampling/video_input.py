@@ -100,9 +100,9 @@ class StreamedVideoLatents:
 def streamed_input(path: str, frame_size: Union[int, tuple[int, int]], autoencoder, chunk: int,
                    max_latent_frames: Optional[int] = None) -> StreamedVideoLatents:
     """``StreamedVideoLatents`` of the video file ``path``, read as the training data was (``video_reader``,
-    centre-cropped to the aspect of ``frame_size`` (height, width; an int: square) and resized to it), at most ``max_latent_frames`` latent frames of it (None
-    or 0: all; a causal autoencoder reads 1 + f (n - 1) video frames for n). ValueError naming the path when it
-    cannot be read."""
+    centre-cropped to the aspect of ``frame_size`` (height, width; an int: square) and resized to it), at most
+    ``max_latent_frames`` latent frames of it (None or 0: all; a causal autoencoder reads 1 + f (n - 1) video frames
+    for n). ValueError naming the path when it cannot be read."""
     f = autoencoder.temporal_factor
     causal = hasattr(autoencoder, "encode_chunk")
     n = max_latent_frames

@@ -1,6 +1,7 @@
 """The config of a distillation student: the teacher's saved config with a distillation overlay on top."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from streamdit_jax.checkpoint import Checkpointer
@@ -17,7 +18,9 @@ def merge(base: dict, overrides: dict) -> dict:
 
 
 def student_config(teacher: str, overrides: dict) -> TrainConfig:
-    """The teacher's saved config with the distillation config on top (the model always stays the teacher's).
+    """The teacher's saved config with the distillation config on top (the model always stays the teacher's); a
+    student of precomputed data reads the teacher's data directory when its frames dataset is the teacher's
+    (``shared_data_dir``).
 
     Raises CheckpointError when ``teacher`` holds no readable checkpoint; ValueError when ``overrides`` sets
     ``model``; ``TrainConfig.from_dict``'s ValueError or TypeError when the merged config is invalid."""
@@ -36,11 +39,26 @@ def student_config(teacher: str, overrides: dict) -> TrainConfig:
     d = merge(saved, overrides)
     d["distill"] = {**(d.get("distill") or {}), "teacher": teacher}  # a config without a distill block: defaults
     d["init_from"] = ""  # the student starts from the teacher, whatever the teacher itself was started from
-    data = d.get("data") or {}
-    teacher_data = os.path.join(teacher, "data")
-    precomputed = "precomputed" in (data.get("latent_source"), data.get("text_source"))
-    if precomputed and not data.get("data_dir") and os.path.isdir(teacher_data):
-        # latents and caption embeddings are the teacher's to share (the same clips, encoders and windows), and
-        # remaking them means running the VAE over every clip and umT5 over every caption again
-        d["data"] = {**data, "data_dir": teacher_data}
-    return TrainConfig.from_dict(d)
+    student = TrainConfig.from_dict(d)
+    shared = shared_data_dir(teacher, TrainConfig.from_dict(saved), student)
+    return dataclasses.replace(student, data=dataclasses.replace(student.data, data_dir=shared)) if shared else student
+
+
+def shared_data_dir(teacher: str, teacher_cfg: TrainConfig, student: TrainConfig) -> str:
+    """The teacher's data directory (absolute) when the student should read its data from there, else "": when the
+    student reads precomputed latents or caption embeddings, names no data_dir of its own, and its frames dataset is
+    the one the teacher trained on (a distillation overlay's data.num_clips / seed may make another). Why: remaking
+    them means running the VAE over every clip and the text encoder over every caption again, for the same result."""
+    data = student.data
+    teacher_data = os.path.abspath(os.path.join(teacher, "data"))
+    if (data.data_dir or "precomputed" not in (data.latent_source, data.text_source)
+            or teacher_cfg.data.data_dir or not os.path.isdir(teacher_data)):
+        return ""
+    from streamdit_jax.data.tfds_builders import data_source_name  # tfds: only for a precomputed student
+    from streamdit_jax.training.input import make_dataset_builder
+    frames = lambda cfg: data_source_name(make_dataset_builder(cfg, teacher))
+    try:
+        same = frames(student) == frames(teacher_cfg)
+    except ValueError:  # e.g. the teacher's video folder is gone: the student's own checks name it
+        return ""
+    return teacher_data if same else ""

@@ -71,6 +71,16 @@ def text_encoder_directory(text: TextEncoderConfig) -> str:
                      f"precomputed caption embeddings")
 
 
+def text_encoder_identity(model) -> str:
+    """``caption_embeddings.encoder_identity`` of a model's frozen text encoder: its kind, sizes, dtypes and files
+    (a T5's tokenizer files too where they lie apart, in a Diffusers pipeline's tokenizer/)."""
+    text = model.text
+    directory = text_encoder_directory(text)
+    tokenizer = t5.tokenizer_directory(directory) if text.kind == "t5" else ""
+    return caption_embeddings.encoder_identity(text.kind, text.max_len, text.width, (model.dtype, model.param_dtype),
+                                               directory, tokenizer)
+
+
 def caption_embeddings_builder(cfg: TrainConfig, workdir: str, frames_builder=None,
                                **build_kwargs) -> caption_embeddings.CaptionEmbeddings:
     """The builder of the caption embeddings of the configured dataset by the config's frozen text encoder (nothing
@@ -78,12 +88,8 @@ def caption_embeddings_builder(cfg: TrainConfig, workdir: str, frames_builder=No
     arguments CaptionEmbeddings needs to build."""
     text = cfg.model.text
     frames_builder = frames_builder or make_dataset_builder(cfg, workdir)
-    directory = text_encoder_directory(text)
-    tokenizer = t5.tokenizer_directory(directory) if text.kind == "t5" else ""
-    identity = caption_embeddings.encoder_identity(text.kind, text.max_len, text.width,
-                                                   (cfg.model.dtype, cfg.model.param_dtype), directory, tokenizer)
-    config = caption_embeddings.embeddings_config(tfds_builders.data_source_name(frames_builder), identity,
-                                                  text.max_len, text.width)
+    config = caption_embeddings.embeddings_config(tfds_builders.data_source_name(frames_builder),
+                                                  text_encoder_identity(cfg.model), text.max_len, text.width)
     return caption_embeddings.CaptionEmbeddings(config=config, data_dir=dataset_dir(cfg, workdir),
                                                 frames_builder=frames_builder, **build_kwargs)
 

@@ -225,8 +225,11 @@ def describe_autoencoder(cfg: TrainConfig) -> str:
 
 def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     """EMA parameters of the checkpoint at ``path`` (a distillation teacher, or ``init_from`` for fine-tuning) on
-    ``mesh``; its model must be ``cfg.model`` and its autoencoder ``cfg``'s, because the run starts from (or learns
-    from) these parameters and they predict in that autoencoder's latent space."""
+    ``mesh``; its model must be ``cfg.model`` up to compute settings and a frozen encoder's location
+    (``partial_init.parameter_differences``; the encoder itself must be the same: ``frozen_encoder_conflict``) and
+    its autoencoder ``cfg``'s, because the run starts from (or learns from) these parameters and they predict in that
+    autoencoder's latent space. A checkpoint that names no autoencoder (an imported backbone) starts a run on any;
+    a teacher's must match."""
     source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
     if role != "teacher" and cfg.init_fresh:
         if not partial_init.models_differ_only_in_text(cfg.model, source_cfg.model):
@@ -240,12 +243,14 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
         raise ConfigMismatchError(f"{role} {path!r} is a different model than this run's config (differs in {diff}); "
                                   f"the run starts from its parameters, so they must match (compute settings "
                                   f"{list(partial_init.COMPUTE_FIELDS)} may differ)")
+    elif conflict := partial_init.frozen_encoder_conflict(cfg.model.text, source_cfg.model.text):
+        raise ConfigMismatchError(f"{role} {path!r}: {conflict}; the model was trained to read that encoder's states")
     theirs, ours = describe_autoencoder(source_cfg), describe_autoencoder(cfg)
     if theirs == UNNAMED_LATENTS and role != "teacher":
         # an imported pretrained backbone (experiments.import_weights) names no autoencoder: its latent space is the
         # one it was released with (Wan2.1's: the Wan VAE), which only the user can vouch for
-        log.info("%s %r names no autoencoder (an imported backbone): fine-tuning it in the latent space of the %s",
-                 role, path, ours)
+        log.warning("%s %r names no autoencoder (an imported backbone): fine-tuning it in the latent space of the "
+                    "%s, which must be the one it was released with (Wan2.1's: the Wan VAE)", role, path, ours)
     elif theirs != ours:
         hint = (f"; pass --config.autoencoder={source_cfg.autoencoder}" if source_cfg.autoencoder else
                 f"; set --config.autoencoder='' --config.autoencoder_factor={source_cfg.autoencoder_factor}")

@@ -83,3 +83,28 @@ def parameter_differences(ours, theirs) -> list[str]:
     frozen = ours.text.kind != "byte" and theirs.text.kind != "byte"
     skip = UNUSED_BY_FROZEN_TEXT if frozen else ()
     return diff + sorted(f"text.{k}" for k in a["text"] if k not in skip and a["text"][k] != b["text"].get(k))
+
+
+def frozen_encoder_conflict(ours, theirs) -> str:
+    """Why a checkpoint trained with the frozen text encoder ``theirs`` (a TextEncoderConfig) cannot start a run
+    reading ``ours``, or "": ``parameter_differences`` leaves a frozen encoder's location out, so two directories
+    are compared here by their config.json (another architecture, e.g. T5 v1.1-XXL for umT5-XXL, gives the DiT
+    states it never saw). Either directory missing, or equal configs: "" (the run's own loader checks its files)."""
+    import json
+    import os
+    if ours.kind == "byte" or theirs.kind == "byte" or not ours.path or not theirs.path:
+        return ""
+    if os.path.abspath(ours.path) == os.path.abspath(theirs.path):
+        return ""
+    configs = []
+    for path in (ours.path, theirs.path):
+        try:
+            with open(os.path.join(path, "config.json")) as f:
+                configs.append(json.load(f))
+        except (OSError, ValueError):
+            return ""
+    if configs[0] == configs[1]:
+        return ""
+    differ = sorted(k for k in set(configs[0]) | set(configs[1]) if configs[0].get(k) != configs[1].get(k))
+    return (f"its text encoder {theirs.path!r} and this run's {ours.path!r} are different models (config.json "
+            f"differs in {differ[:8]})")
