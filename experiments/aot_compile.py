@@ -78,7 +78,7 @@ def model_config():
 
 def main(argv):
     del argv
-    mesh = parallel.make_mesh(aot.parse_mesh(FLAGS.mesh))
+    mesh = parallel.make_mesh(parallel.MeshConfig.parse(FLAGS.mesh))
     latent = aot.parse_latent(FLAGS.latent)
     cfg = model_config()
     t0 = time.perf_counter()

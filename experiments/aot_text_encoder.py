@@ -47,8 +47,7 @@ def fake_cpu_devices(count: int) -> None:
 def main(argv):
     del argv
     fake_cpu_devices(FLAGS.devices)
-    mesh = parallel.make_mesh(parallel.MeshConfig(tuple((name, int(size)) for name, size in
-                                                        (part.split(":") for part in FLAGS.mesh.split(",")))))
+    mesh = parallel.make_mesh(parallel.MeshConfig.parse(FLAGS.mesh))
     cfg, shape = t5.UMT5_XXL, (FLAGS.batch, FLAGS.max_len)
     graphdef, params = t5.abstract_t5(cfg, jnp.dtype(FLAGS.dtype), mesh=mesh)
     tokens = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=parallel.batch_sharding(mesh, 2, shape=shape))

@@ -33,14 +33,6 @@ def parse_latent(text: str) -> tuple[int, int, int]:
     return size
 
 
-def parse_mesh(text: str) -> parallel.MeshConfig:
-    """"name:size,..." (e.g. "fsdp:16,context:4") -> MeshConfig."""
-    try:
-        return parallel.MeshConfig(tuple((n, int(s)) for n, s in (part.split(":") for part in text.split(","))))
-    except ValueError as e:
-        raise ValueError(f"mesh {text!r} must be name:size,... ({e})") from None
-
-
 def chunk_sizes(frames: int) -> tuple[int, ...]:
     """The training chunk mix of a buffer of ``frames``: its power-of-two divisors and itself (16: 1, 2, 4, 8, 16)."""
     return tuple(sorted({2 ** i for i in range(frames.bit_length()) if frames % 2 ** i == 0} | {frames}))

@@ -72,6 +72,14 @@ class MeshConfig:
     def from_dict(cls, d: dict[str, int]) -> "MeshConfig":
         return cls(tuple((k, int(v)) for k, v in d.items()))
 
+    @classmethod
+    def parse(cls, text: str) -> "MeshConfig":
+        """"name:size,..." (e.g. "fsdp:16,context:4", a command line's --mesh) -> MeshConfig."""
+        try:
+            return cls(tuple((n, int(s)) for n, s in (part.split(":") for part in text.split(","))))
+        except ValueError as e:
+            raise ValueError(f"mesh {text!r} must be name:size,... ({e})") from None
+
     def resolve(self, num_devices: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         names = tuple(n for n, _ in self.axes)
         sizes = [s for _, s in self.axes]

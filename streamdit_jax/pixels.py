@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -12,7 +13,13 @@ def frames_to_float(frames: Any) -> Any:
     return frames.astype(jnp.float32) / 127.5 - 1.0
 
 
+def float_to_uint8(x: Any) -> Any:
+    """Inverse of `frames_to_float` (clipped and rounded): float in [-1, 1] -> uint8 (numpy in, numpy out; jax in,
+    jax out: on device, what leaves it is a quarter of float32's bytes)."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    return xp.clip(xp.rint((x.astype(xp.float32) + 1.0) * 127.5), 0, 255).astype(xp.uint8)
+
+
 def float_to_frames(x: Any) -> np.ndarray:
-    """Inverse of `frames_to_float` (clipped and rounded): float in [-1, 1] -> uint8 numpy frames."""
-    x = np.asarray(x, np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """`float_to_uint8` on the host: any float array in [-1, 1] -> uint8 numpy frames."""
+    return float_to_uint8(np.asarray(x, np.float32))

@@ -13,7 +13,7 @@ WAN = get_model_config("wan_tiny", attend_text_padding=True, attention_impl="chu
 
 
 def test_the_wan_train_step_compiles_on_an_fsdp_by_context_mesh_from_abstract_inputs():
-    mesh = parallel.make_mesh(aot.parse_mesh("fsdp:2,context:2"), jax.devices()[:4])
+    mesh = parallel.make_mesh(parallel.MeshConfig.parse("fsdp:2,context:2"), jax.devices()[:4])
     cfg = aot.train_config(WAN, LATENT, 4)
     batch = aot.train_batch(cfg, LATENT)
     # a frozen encoder's states come precomputed (nothing is read from its path), with the null prompt's row
@@ -25,12 +25,12 @@ def test_the_wan_train_step_compiles_on_an_fsdp_by_context_mesh_from_abstract_in
 
 
 def test_the_buffer_step_compiles_on_one_device_and_bad_sizes_are_named():
-    mesh = parallel.make_mesh(aot.parse_mesh("data:1"), jax.devices()[:1])
+    mesh = parallel.make_mesh(parallel.MeshConfig.parse("data:1"), jax.devices()[:1])
     lowered, analytic = aot.lower_buffer_step(WAN, mesh, LATENT, chunk=2)
     assert aot.compile_report(lowered).total_bytes > 0 and analytic > 0
     assert aot.parse_latent("16x60x104") == (16, 60, 104)
     with pytest.raises(ValueError, match="latent size '16x60' must be FxHxW"):
         aot.parse_latent("16x60")
     with pytest.raises(ValueError, match="mesh 'fsdp=4' must be name:size"):
-        aot.parse_mesh("fsdp=4")
+        parallel.MeshConfig.parse("fsdp=4")
     assert aot.chunk_sizes(16) == (1, 2, 4, 8, 16) and aot.chunk_sizes(6) == (1, 2, 6)

@@ -17,7 +17,8 @@ from streamdit_jax.models.factory import create_model
 from streamdit_jax.models.wan_vae import WanVAEConfig, WanVideoAutoencoder, abstract_wan_vae
 from streamdit_jax.partition import Partition
 from streamdit_jax.sampling.buffer import model_denoise_fn
-from streamdit_jax.sampling.stream_timing import host_random, time_decoded_stream, to_uint8
+from streamdit_jax.pixels import float_to_uint8 as to_uint8
+from streamdit_jax.sampling.stream_timing import host_random, time_decoded_stream
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

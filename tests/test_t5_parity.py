@@ -151,17 +151,11 @@ def test_umt5_tokenizer_and_encoder_parity(torch_mods, saved, tmp_path):
     transformers' T5Tokenizer with padding to max_len and truncation (the tokenizers library's pieces, then EOS,
     then pad), and ``T5TextEncoder`` equals UMT5EncoderModel on them, with zeros past each prompt; also on a mesh."""
     torch, transformers = torch_mods
-    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
-    from tokenizers.models import Unigram
+    from tokenizers import processors
+    from tiny_wan import unigram_tokenizer
     model, directory = saved("umt5")
-    words = sorted(set(" ".join(PROMPTS).split()))
-    pieces = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(f"▁{w}", -1.0) for w in words]
-              + [(c, -3.0) for c in sorted(set("".join(words)))])
+    tok, pieces = unigram_tokenizer(sorted(set(" ".join(PROMPTS).split())))
     assert len(pieces) < 99
-    tok = Tokenizer(Unigram(pieces, unk_id=2, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     prompts = PROMPTS + ["Unknown Words, and   spaces"]
     plain = [tok.encode(p).ids for p in prompts]
     with_tokenizer = tmp_path / "umt5"

@@ -33,24 +33,33 @@ def write_tiny_wan_transformer(directory: str, seed: int = 0) -> str:
     return directory
 
 
+def unigram_tokenizer(words):
+    """(tokenizers.Tokenizer, its pieces): a Unigram model over ``words``, then their characters, with T5's <pad> 0,
+    </s> 1, <unk> 2 and Metaspace pre-tokenizer / decoder, as Hugging Face's T5 tokenizer files are (no
+    post-processor)."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import Unigram
+
+    pieces = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(f"▁{w}", -1.0) for w in words]
+              + [(c, -3.0) for c in sorted(set("".join(words)))])
+    tok = Tokenizer(Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    return tok, pieces
+
+
 def write_tiny_umt5(directory: str, texts, seed: int = 1, tokenizer_directory: str = "") -> str:
     """A tiny random transformers UMT5EncoderModel saved with save_pretrained, plus a tokenizer.json (a Unigram
     model over the words of ``texts``, then their characters, as Hugging Face's T5 tokenizer files are) in
     ``tokenizer_directory`` (default: beside the weights)."""
     import torch
     import transformers
-    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
-    from tokenizers.models import Unigram
+    from tokenizers import processors
 
-    words = sorted({w for t in texts for w in t.split()})
-    pieces = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(f"▁{w}", -1.0) for w in words]
-              + [(c, -3.0) for c in sorted(set("".join(words)))])
+    tok, pieces = unigram_tokenizer(sorted({w for t in texts for w in t.split()}))
     config = transformers.UMT5Config(vocab_size=len(pieces), **UMT5)
     _randomized(torch, transformers.UMT5EncoderModel(config), seed).save_pretrained(directory)
-    tok = Tokenizer(Unigram(pieces, unk_id=2, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(single=["$A", "</s>"], special_tokens=[("</s>", 1)])
     tokenizer_directory = tokenizer_directory or directory
     os.makedirs(tokenizer_directory, exist_ok=True)

@@ -19,12 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from streamdit_jax.partition import NoiseSchedule, Partition
+from streamdit_jax.pixels import float_to_uint8
 from streamdit_jax.sampling.buffer import make_buffer_step, make_stream_start
-
-
-def to_uint8(video: jax.Array) -> jax.Array:
-    """Frames in [-1, 1] -> uint8 on device (what leaves the device: a quarter of float32's bytes)."""
-    return jnp.clip(jnp.rint((video.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def host_random(abstract, seed: int = 0, scale: float = 0.02, ones: tuple[str, ...] = ("gamma", "scale")):
@@ -122,7 +118,7 @@ def time_decoded_stream(denoise_fn: Callable, params, partition: Partition, cond
 
     def decode(p, state, latents):
         state, video = ae.decode_chunk(p, state, latents)
-        return state, to_uint8(video)
+        return state, float_to_uint8(video)
 
     start_jit = make_stream_start(denoise_fn, partition, schedule)
     start, start_c = _compile(start_jit, params, rng, like, cond, null_cond, guidance)

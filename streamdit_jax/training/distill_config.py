@@ -33,14 +33,14 @@ def student_config(teacher: str, overrides: dict) -> TrainConfig:
     except (OSError, ValueError, FileNotFoundError) as e:
         raise CheckpointError(f"teacher {teacher!r} cannot be read: {e}") from e
     # the teacher's paths as they are on this machine (its own autoencoder copy), wherever it was trained
-    saved = resolve_saved_config(saved, teacher).to_dict()
+    teacher_cfg = resolve_saved_config(saved, teacher)
     if "model" in overrides:
         raise ValueError("a distillation config must not set `model`: the student is the teacher's model")
-    d = merge(saved, overrides)
+    d = merge(teacher_cfg.to_dict(), overrides)
     d["distill"] = {**(d.get("distill") or {}), "teacher": teacher}  # a config without a distill block: defaults
     d["init_from"] = ""  # the student starts from the teacher, whatever the teacher itself was started from
     student = TrainConfig.from_dict(d)
-    shared = shared_data_dir(teacher, TrainConfig.from_dict(saved), student)
+    shared = shared_data_dir(teacher, teacher_cfg, student)
     return dataclasses.replace(student, data=dataclasses.replace(student.data, data_dir=shared)) if shared else student
 
 

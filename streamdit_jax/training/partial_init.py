@@ -8,6 +8,8 @@ self-attention, MLPs and adaLN keep what they learned about the video, while the
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from typing import Any, Sequence
 
@@ -90,8 +92,6 @@ def frozen_encoder_conflict(ours, theirs) -> str:
     reading ``ours``, or "": ``parameter_differences`` leaves a frozen encoder's location out, so two directories
     are compared here by their config.json (another architecture, e.g. T5 v1.1-XXL for umT5-XXL, gives the DiT
     states it never saw). Either directory missing, or equal configs: "" (the run's own loader checks its files)."""
-    import json
-    import os
     if ours.kind == "byte" or theirs.kind == "byte" or not ours.path or not theirs.path:
         return ""
     if os.path.abspath(ours.path) == os.path.abspath(theirs.path):
