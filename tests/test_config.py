@@ -68,7 +68,7 @@ _ABLATION = {**_SMALL, 'model.latent_channels': 48, 'optim.warmup_steps': 20, 's
              'checkpoint_every': 100, 'sample_every': 0, 'init_from': '{REPO}/experiments/checkpoints/shapes_small'}
 # the MiniLM-conditioned recipe (written after the files were generated): the turns world, reworded captions
 _MINILM = {**_LATENT, 'data.mean_switch_interval': 16.0, 'data.switch_weights': [1.0, 1.0, 2.0],
-           'model.text.kind': 'minilm', 'model.text.width': 384, 'model.text.max_len': 32,
+           'model.text.kind': 'minilm', 'model.text.width': 384, 'model.text.max_len': 40,
            'data.caption_wording': 'varied'}
 # Each config file's TrainConfig before the files were generated from the dataclasses, as its differences from BASE
 # (captured from the hand-written files at the previous commit; the bundled checkpoints were trained with these).

@@ -291,9 +291,11 @@ def test_windows_are_consecutive_clip_frames_captioned_by_their_last_frame(shape
 def test_reworded_captions_change_only_the_tokens_not_the_windows(shapes_data):
     from streamdit_jax.shapes_wording import TrainingRewording
 
+    tokenize = functools.partial(tokenize_bytes, max_len=160)  # the longest wording whole (TOKENIZE cuts it)
+
     def batches(reword):
         return _take(iter(pipeline.make_train_dataset(_train_source(shapes_data), window_len=WINDOW, batch_size=4,
-                                                      seed=3, tokenize=TOKENIZE, with_provenance=True,
+                                                      seed=3, tokenize=tokenize, with_provenance=True,
                                                       reword=reword)), 3)
 
     plain, varied = batches(None), batches(TrainingRewording(canonical_prob=0.0))

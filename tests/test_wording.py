@@ -54,9 +54,14 @@ def test_the_held_out_split_shares_no_word_with_training_and_training_includes_t
                              for w in p.split()}
     assert wording.words("train") & wording.words("heldout_phrasing") == train_attribute_words
     assert wording.vocabulary("heldout").templates != wording.vocabulary("train").templates
+    # the canonical wording is one of training's: the canonical word first in every table, its template and frame
+    train = wording.vocabulary("train")
+    for table, values in ((train.colours, shapes.COLOURS), (train.shapes, shapes.SHAPES),
+                          (train.directions, shapes.MOTIONS)):
+        assert [table[v][0] for v in values] == list(values)
+    assert (train.verbs[0], train.templates[0], train.frames[0]) == ("moving", wording.CANONICAL_TEMPLATE, "{}")
     rng = np.random.default_rng(1)
     drawn = {wording.paraphrase("a red circle moving left", rng, "train") for _ in range(2000)}
-    assert "a red circle moving left" in drawn
     heldout = {wording.paraphrase("a red circle moving left", rng, "heldout") for _ in range(200)}
     assert "A crimson ball drifting leftwards." in heldout
     assert not heldout & drawn
@@ -79,7 +84,7 @@ def test_the_training_rewording_keeps_the_canonical_caption_at_its_rate():
     rng = np.random.default_rng(5)
     reword = DataConfig(caption_wording="varied", canonical_caption_prob=0.25).caption_rewording()
     kept = np.mean([reword("a blue square moving up", rng) == "a blue square moving up" for _ in range(4000)])
-    # canonical kept 25% + drawn again by chance: 75% x 1/(4 templates x 3 frames x 3 x 3 x 5 verbs x 3)
+    # canonical kept 25% + drawn again by chance: 75% x 1/(4 templates x 3 frames x 16 x 10 x 5 verbs x 3)
     assert 0.23 < kept < 0.28, kept
     assert DataConfig().caption_rewording() is None
 

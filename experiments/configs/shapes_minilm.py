@@ -13,6 +13,6 @@ def get_config(arg=None):
     c = shapes_latent_turns.get_config(arg)
     c.model.text.kind = "minilm"
     c.model.text.width = 384  # MiniLM-L6's hidden size
-    c.model.text.max_len = 32  # [CLS] + word pieces + [SEP]: the longest two-object training wording is 31
+    c.model.text.max_len = 40  # [CLS] + word pieces + [SEP]: the longest two-object training wording is 37
     c.data.caption_wording = "varied"
     return c
