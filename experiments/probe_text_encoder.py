@@ -44,7 +44,7 @@ def main(argv):
     if bad:
         fail(f"--attributes has {bad}; valid: {sorted(text_probe.VALUES)}")
     encoder = load_encoder(FLAGS.encoder, FLAGS.path, FLAGS.max_len)
-    rows, readings = [], []
+    rows, readings, misnamed = [], [], []
     for attribute in FLAGS.attributes:
         result = text_probe.probe(encoder, attribute)
         n_train = result.split.count("train")
@@ -52,6 +52,7 @@ def main(argv):
                      f"{100 * result.heldout_accuracy:.0f}", f"{100 * result.leave_one_out_accuracy:.0f}",
                      f"{100 * result.chance:.0f}"])
         readings.append(f"{attribute}: " + ", ".join(result.heldout_readings()))
+        misnamed.append(f"{attribute}: " + (", ".join(result.loo_misnamed()) or "none"))
     table = benchmarking.markdown_table(
         ["attribute", "train words", "held-out words", "held-out words named (%)", "leave-one-word-out (%)",
          "chance (%)"], rows)
@@ -59,7 +60,7 @@ def main(argv):
     notes = (f"Encoder: {FLAGS.encoder}, {name}. Ridge readout of the mean token state over "
              f"{len(text_probe.TEMPLATES['colour'])} caption templates per word "
              "(streamdit_jax.evaluation.text_probe). Held-out readings, readout fitted on the training words: "
-             + "; ".join(readings) + ".")
+             + "; ".join(readings) + ". Misnamed when left out: " + "; ".join(misnamed) + ".")
     print(table)
     print(notes)
     if FLAGS.output:

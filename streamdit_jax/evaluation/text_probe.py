@@ -74,6 +74,10 @@ class ProbeResult:
     def chance(self) -> float:
         return 1.0 / len(self.values)
 
+    def loo_misnamed(self) -> list[str]:
+        """'word -> predicted value' for each word the leave-one-out readout misnames."""
+        return [f"{w} -> {self.values[p]}" for w, p, y in zip(self.words, self.loo_predicted, self.labels) if p != y]
+
     def heldout_readings(self) -> list[str]:
         """'word -> predicted value' for each held-out word, e.g. 'crimson -> red'."""
         words = [w for w, h in zip(self.words, self._heldout()) if h]
