@@ -18,6 +18,7 @@ misnames a held-out word, so will the model.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ TEMPLATES = {
     "motion": ("a red circle moving {}", "green square, heading {}", "a triangle that is blue, going {}",
                "there is a yellow circle sliding {}", "we see a white square travelling {}"),
 }
+_A_BEFORE_VOWEL = re.compile(r"\ba (?=[aeiou])")  # "a emerald circle" -> "an emerald circle"
 VALUES = {"colour": shapes.COLOURS, "shape": shapes.SHAPES, "motion": shapes.MOTIONS}
 
 
@@ -103,7 +105,7 @@ def word_features(encoder, words: Sequence[str], templates: Sequence[str], batch
     averaged over ``templates`` (each with one ``{}`` slot). ``encoder`` is a frozen ``models.text.TextEncoder``."""
     import jax
 
-    prompts = [t.format(w) for w in words for t in templates]
+    prompts = [_A_BEFORE_VOWEL.sub("an ", t.format(w)) for w in words for t in templates]
     encode = jax.jit(encoder.encode)
     pooled = []
     for start in range(0, len(prompts), batch):
