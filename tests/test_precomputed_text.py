@@ -275,3 +275,31 @@ def test_the_embeddings_name_of_a_pipelines_umt5_follows_its_sibling_tokenizer(t
     first = text_encoder_identity(model)
     (tmp_path / "tokenizer" / "tokenizer.json").write_text('{"v": 2}')
     assert text_encoder_identity(model) != first and first.startswith("t5_L512_")
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_precomputed_text_with_caption_dropout(workdir, tmp_path):
+    """jax.distributed on localhost, 2 processes x 2 CPU devices, the train command on the precomputed embeddings:
+    every process adds its examples to the global batch, and the null prompt's embedding (one row per process, the
+    same everywhere) is passed replicated, not as a 2-row 'batch' that no 4-device mesh can split."""
+    import socket
+    from streamdit_jax import parallel as par
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = subprocess_env(drop_jax_settings=True)
+    env.update(JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+               XLA_FLAGS=env["XLA_FLAGS"] + " --xla_force_host_platform_device_count=2",
+               **{par.BARRIER_TIMEOUT_ENV: "1200"})
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "experiments.train", *CLI, f"--workdir={run_dir}", "--distributed",
+               f"--config.data.data_dir={os.path.join(workdir, 'data')}", "--config.data.text_source=precomputed",
+               "--config.total_steps=2", "--config.checkpoint_every=2"]
+    procs = [subprocess.Popen(command, cwd=REPO, env={**env, "JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=1500) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert os.listdir(run_dir / "checkpoints") == ["2"]
+    assert "process 1 of 2, 2 local / 4 global devices" in outs[1][1]

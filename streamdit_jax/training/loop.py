@@ -172,15 +172,25 @@ def own_data_state(saved: dict) -> dict:
     return mine
 
 
+# Batch entries that are not examples but the same array on every process (the null prompt's precomputed embedding,
+# for caption dropout): replicated with their local shape, not concatenated over the processes.
+SHARED_BATCH_KEYS = ("null_text", "null_text_mask")
+
+
 def global_batch_shardings(mesh, local: dict) -> tuple[dict, dict]:
     """(shardings, global shapes) of a batch of which this process holds ``local``: the batch axis is split over
-    the data-parallel mesh axes by the GLOBAL batch size (every process contributes the same number of examples).
-    ValueError when the global batch cannot be split so that each process owns its own examples."""
+    the data-parallel mesh axes by the GLOBAL batch size (every process contributes the same number of examples);
+    the SHARED_BATCH_KEYS are replicated. ValueError when the global batch cannot be split so that each process owns
+    its own examples."""
     n = jax.process_count()
-    shapes = {k: (v.shape[0] * n,) + v.shape[1:] for k, v in local.items()}
-    shardings = steps.batch_shardings(mesh, {k: jax.ShapeDtypeStruct(shapes[k], v.dtype) for k, v in local.items()})
+    examples = {k: v for k, v in local.items() if k not in SHARED_BATCH_KEYS}
+    shapes = {k: (v.shape[0] * n,) + v.shape[1:] for k, v in examples.items()}
+    shardings = steps.batch_shardings(mesh, {k: jax.ShapeDtypeStruct(shapes[k], v.dtype) for k, v in examples.items()})
+    shared = [k for k in local if k in SHARED_BATCH_KEYS]
+    shapes.update({k: local[k].shape for k in shared})
+    shardings.update({k: parallel.replicated(mesh) for k in shared})
     if n > 1:
-        for k, sharding in shardings.items():
+        for k, sharding in ((k, shardings[k]) for k in examples):
             per_shard = sharding.shard_shape(shapes[k])[0]
             if (shapes[k][0] // per_shard) % n:
                 raise ValueError(f"global batch {shapes[k][0]} ({n} processes x {local[k].shape[0]}) cannot be split "
