@@ -64,7 +64,7 @@ def main(argv):
     choices, notes = checked(sampling_choices, schedules, given, prefix="--", name="--schedules")
     for note in notes:
         print(note, file=sys.stderr)
-    _, streamer = build_streamer(FLAGS.checkpoint, **choices)
+    _, streamer = build_streamer(FLAGS.checkpoint, text_encoder=FLAGS.text_encoder, **choices)
     result = evaluate_streamer(streamer, schedules, FLAGS.window, log=lambda line: print(line, flush=True))
     print(format_table(result))
     print(f"frames_per_second (after the first, compiling, stream): {result['frames_per_second']:.1f}")

@@ -34,7 +34,7 @@ def main(argv):
     if not FLAGS.start_frames < FLAGS.num_frames:
         fail(f"--start_frames={FLAGS.start_frames} must be < --num_frames={FLAGS.num_frames}")
     _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                 FLAGS.guidance, warmup_frames=FLAGS.warmup_frames)
+                                 FLAGS.guidance, warmup_frames=FLAGS.warmup_frames, text_encoder=FLAGS.text_encoder)
     result = probe(streamer, FLAGS.seeds, FLAGS.num_frames, FLAGS.start_frames, FLAGS.base_seed)
     print(format_probe(result, FLAGS.start_frames))
     if FLAGS.output_json:

@@ -93,7 +93,8 @@ def main(argv):
     # live: one chunk per queue, so a posted prompt reaches the viewers after a few chunks; no GcPause: a server
     # runs indefinitely and must collect its garbage
     _, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
-                                 FLAGS.guidance, False, FLAGS.warmup_frames, queue_size=1)
+                                 FLAGS.guidance, False, FLAGS.warmup_frames, queue_size=1,
+                                 text_encoder=FLAGS.text_encoder)
     web_app = make_app(streamer, prompt, fps=FLAGS.fps, seed=FLAGS.seed, viewer_queue=FLAGS.viewer_queue,
                        record_path=FLAGS.record or None)
     try:

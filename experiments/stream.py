@@ -85,7 +85,7 @@ def main(argv):
     # live: one chunk per queue, so a typed prompt reaches the output after a few chunks, not after eight
     cfg, streamer = build_streamer(FLAGS.checkpoint, FLAGS.chunk, FLAGS.steps_per_chunk, FLAGS.reference_frames,
                                    FLAGS.guidance, FLAGS.pause_gc, FLAGS.warmup_frames,
-                                   queue_size=1 if FLAGS.live else 4)
+                                   queue_size=1 if FLAGS.live else 4, text_encoder=FLAGS.text_encoder)
     streamer.profile = ProfileWindow(parse_profile_steps(FLAGS.profile_steps),  # checked by check_flags
                                      FLAGS.profile_dir or FLAGS.output + ".profile")
     video = None

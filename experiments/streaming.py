@@ -71,6 +71,9 @@ def define_stream_flags() -> None:
     flags.DEFINE_integer("warmup_frames", None, "Frames generated after the T2V start and discarded (not for "
                          "--input_video). Default: one buffer (B - K), so every emitted frame was denoised from "
                          "fresh noise by the stream; 0 emits the T2V start's frames.")
+    flags.DEFINE_string("text_encoder", "", "Local directory of the model's frozen text encoder (Hugging Face "
+                        "layout), when the checkpoint does not name one on this machine: an export of a model on "
+                        "umT5 (Wan2.1's text_encoder/ folder). It must be the encoder the model was trained with.")
     flags.DEFINE_float("guidance", None, "Classifier-free guidance scale, finite, in [1, 100] (1: off). Default: 1 for "
                        "a distilled student (it learned the guided teacher), 3 for a model trained with caption "
                        "dropout, else 1.")
@@ -103,15 +106,17 @@ def parse_prompts(text: str) -> dict[int, str]:
 
 
 def build_streamer(checkpoint: str, chunk=None, steps_per_chunk=None, reference_frames=None, guidance=None,
-                   pause_gc: bool = True, warmup_frames=None, queue_size: int = 4):
+                   pause_gc: bool = True, warmup_frames=None, queue_size: int = 4, text_encoder: str = ""):
     """``sampling.pretrained.load_streamer`` for the command lines: (TrainConfig, Streamer), or exit 2 naming the bad
     checkpoint / chunk size / partition. The command-line tools are applications, so they choose the real-time GC
     policy (``pause_gc``, Streamer's GcPause) that a library must leave to its caller. ``queue_size``: chunks each of
-    the Streamer's two queues holds (smaller: a live prompt switch reaches the output sooner)."""
+    the Streamer's two queues holds (smaller: a live prompt switch reaches the output sooner). ``text_encoder``: the
+    --text_encoder flag (load_streamer)."""
     try:
         cfg, streamer = load_streamer(checkpoint, chunk=chunk, steps_per_chunk=steps_per_chunk,
                                       reference_frames=reference_frames, guidance=guidance,
-                                      warmup_frames=warmup_frames, pause_gc=pause_gc, queue_size=queue_size)
+                                      warmup_frames=warmup_frames, pause_gc=pause_gc, queue_size=queue_size,
+                                      text_encoder=text_encoder or None)
     except ValueError as e:  # CheckpointError included
         fail(str(e))
     p = streamer.partition

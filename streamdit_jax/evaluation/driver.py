@@ -56,14 +56,14 @@ def evaluate_checkpoint(checkpoint: str, schedules: Optional[Sequence[Mapping]] 
                         chunk: Optional[int] = None, steps_per_chunk: Optional[int] = None,
                         guidance: Optional[float] = None, reference_frames: Optional[int] = None,
                         warmup_frames: Optional[int] = None, window: int = 64, pause_gc: bool = False,
-                        log: Optional[Callable[[str], None]] = None) -> dict:
+                        log: Optional[Callable[[str], None]] = None, text_encoder: Optional[str] = None) -> dict:
     """``evaluate_streamer`` with a Streamer of ``checkpoint``: what ``experiments.evaluate`` writes to its JSON.
 
     The sampling arguments given (not None) win; the others come from the schedules' recorded "sampling" block (the
     same on every schedule, ``schedule_io.sampling_choices``), else the checkpoint's defaults (``load_streamer``:
     ``warmup_frames`` None warms up one buffer). ``schedules`` None: ``default_schedules()``. ``pause_gc``: the
     Streamer's GcPause (an application's choice). ValueError (CheckpointError for the checkpoint) names the bad
-    value; ``log`` also gets the notes of ``sampling_choices``."""
+    value; ``log`` also gets the notes of ``sampling_choices``. ``text_encoder``: see ``load_streamer``."""
     schedules = default_schedules() if schedules is None else schedules
     if not schedules:
         raise ValueError("no schedules to evaluate")
@@ -74,7 +74,7 @@ def evaluate_checkpoint(checkpoint: str, schedules: Optional[Sequence[Mapping]] 
     for note in notes:
         if log is not None:
             log(note)
-    _, streamer = load_streamer(checkpoint, pause_gc=pause_gc, **choices)
+    _, streamer = load_streamer(checkpoint, pause_gc=pause_gc, text_encoder=text_encoder, **choices)
     return evaluate_streamer(streamer, schedules, window, log)
 
 

@@ -55,7 +55,7 @@ def check_sampling_args(prefix: str = "", **values) -> None:
 def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chunk: Optional[int] = None,
                   reference_frames: Optional[int] = None, guidance: Optional[float] = None,
                   warmup_frames: Optional[int] = None, pause_gc: bool = False,
-                  queue_size: int = 4) -> tuple[TrainConfig, Streamer]:
+                  queue_size: int = 4, text_encoder: Optional[str] = None) -> tuple[TrainConfig, Streamer]:
     """(the checkpoint's TrainConfig, a Streamer over its EMA parameters decoding to uint8 frames).
 
     ``checkpoint``: a training workdir or an export (experiments.export). ``chunk`` must be one the model was trained
@@ -63,12 +63,14 @@ def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chu
     trained K. ``warmup_frames`` None warms up one buffer (B - K frames) after the T2V start, what the command lines
     do and what the bundled model's scores assume; 0 is the paper's start (Streamer's own default). Raises
     ValueError (CheckpointError for the checkpoint itself) naming the bad value; the arguments' own rules
-    (``check_sampling_args``) are checked before the checkpoint is read.
+    (``check_sampling_args``) are checked before the checkpoint is read. ``text_encoder``: a local directory of the
+    model's frozen text encoder (required for an export of a model on a T5-family encoder, whose config names none;
+    checked to be the encoder it was trained with); the encoder is looked for before the weights are read.
     """
     check_sampling_args(chunk=chunk, steps_per_chunk=steps_per_chunk, reference_frames=reference_frames,
                         guidance=guidance, warmup_frames=warmup_frames)
     check_int(queue_size, "queue_size", 1, meaning="chunks each of the Streamer's queues holds")
-    cfg, graphdef, params = load_for_inference(checkpoint)
+    cfg, graphdef, params = load_for_inference(checkpoint, text_encoder=text_encoder, require_text_encoder=True)
     default_chunk, default_steps, default_guidance = default_sampling(cfg)
     chunk = default_chunk if chunk is None else chunk
     steps_per_chunk = default_steps if steps_per_chunk is None else steps_per_chunk

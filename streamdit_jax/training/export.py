@@ -24,8 +24,8 @@ from streamdit_jax.checkpoint import Checkpointer
 from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax import reporting, weights
-from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, copy_autoencoder,
-                                   file_digests, load_for_inference, resolve_saved_config)
+from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, TEXT_ENCODER_RECORD,
+                                   copy_autoencoder, file_digests, load_for_inference, resolve_saved_config)
 from streamdit_jax.weights import SAFETENSORS_FILE
 
 COMMIT_MARKER = "commit_success.txt"  # orbax writes the absolute path it committed to into these
@@ -33,10 +33,14 @@ COMMIT_MARKER = "commit_success.txt"  # orbax writes the absolute path it commit
 
 def export_config(cfg: TrainConfig) -> dict:
     """The config an export saves: the learned autoencoder as its own ``autoencoder/`` copy (relative), and no path
-    that pointed outside the run (fine-tuning source, teacher, data folders: provenance, not needed to sample)."""
+    that pointed outside the run (fine-tuning source, teacher, data folders: provenance, not needed to sample; the
+    frozen text encoder's directory: recorded by what it is instead, ``write_text_encoder_record``, and given back
+    at load time)."""
     if cfg.distill is not None:
         cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, teacher=""))
-    cfg = dataclasses.replace(cfg, init_from="", data=dataclasses.replace(cfg.data, data_dir="", video_dir=""))
+    text = dataclasses.replace(cfg.model.text, path="")
+    cfg = dataclasses.replace(cfg, init_from="", data=dataclasses.replace(cfg.data, data_dir="", video_dir=""),
+                              model=dataclasses.replace(cfg.model, text=text))
     d = cfg.to_dict()
     if cfg.autoencoder:
         d["autoencoder"] = AUTOENCODER_DIR
@@ -87,10 +91,27 @@ def _exported_params(workdir: str, dtype: str, step: int | None):
 
 
 def _finish_export(cfg, output: str) -> None:
-    """The export's own copy of its learned autoencoder, then its integrity record."""
+    """The export's own copy of its learned autoencoder, its text encoder's record, then its integrity record."""
     if cfg.autoencoder:
         copy_autoencoder(cfg.autoencoder, output, replace=True)
+    write_text_encoder_record(cfg, output)
     seal_export(output)
+
+
+def write_text_encoder_record(cfg: TrainConfig, root: str) -> None:
+    """ROOT/text_encoder.json (restore.TEXT_ENCODER_RECORD) when the run read a frozen text encoder from a directory,
+    which the export's config does not name: its kind and config.json (None when unreadable), so that a local copy
+    given at load time is checked to be the same model."""
+    text = cfg.model.text
+    if text.kind == "byte" or not text.path:
+        return
+    try:
+        with open(os.path.join(text.path, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
+    write_text_atomic(os.path.join(root, TEXT_ENCODER_RECORD), json.dumps({"kind": text.kind, "config": config},
+                                                                          indent=1, sort_keys=True) + "\n")
 
 
 def seal_export(root: str) -> None:
@@ -118,6 +139,7 @@ def make_portable(root: str) -> None:
             info = dict(data[INFERENCE_EXPORT])
             info["source"] = os.path.basename(os.path.normpath(info.get("source", "")))
             write_text_atomic(os.path.join(step_dir, "config", "metadata"), json.dumps(export_config(cfg)))
+            write_text_encoder_record(cfg, root)
             write_text_atomic(os.path.join(step_dir, "data", "metadata"), json.dumps({**data, INFERENCE_EXPORT: info}))
     finally:
         ckpt.close()
