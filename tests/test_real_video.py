@@ -98,13 +98,21 @@ def test_the_wan_distill_config_distils_the_fine_tune_from_the_teachers_precompu
     assert not os.path.exists(os.path.join(student, "data"))
 
 
-def test_the_students_export_names_no_local_path_and_restyles_a_real_clip_given_its_text_encoder(trained, student):
-    from streamdit_jax.restore import CheckpointError, load_for_inference
-    from streamdit_jax.sampling.pretrained import load_streamer
+@pytest.fixture(scope="module")
+def student_export(trained, student):
     from streamdit_jax.training.export import export_for_inference
     tmp, _ = trained
-    export, umt5 = str(tmp / "student_export"), str(tmp / "Wan2.1-T2V-Diffusers" / "text_encoder")
+    export = str(tmp / "student_export")
     export_for_inference(student, export)
+    return export
+
+
+def test_the_students_export_names_no_local_path_and_restyles_a_real_clip_given_its_text_encoder(trained,
+                                                                                                  student_export):
+    from streamdit_jax.restore import CheckpointError, load_for_inference
+    from streamdit_jax.sampling.pretrained import load_streamer
+    tmp, _ = trained
+    export, umt5 = student_export, str(tmp / "Wan2.1-T2V-Diffusers" / "text_encoder")
     # the export holds no path of this machine (the umT5 directory included); it records what its encoder is
     for dirpath, _, names in os.walk(export):
         for name in names:
@@ -124,3 +132,20 @@ def test_the_students_export_names_no_local_path_and_restyles_a_real_clip_given_
     assert "video-to-video" in r.stdout
     assert "c=2 s=1 guidance=1 " in r.stderr  # a distilled student's defaults: its chunk, one step, no guidance
     assert iio.imread(out).shape == (13, *FRAME, 3)
+
+
+def test_fine_tuning_from_the_export_refuses_a_run_whose_text_encoder_is_another_model(trained, student_export):
+    import dataclasses
+    import jax
+    from streamdit_jax import parallel
+    from streamdit_jax.restore import load_for_inference
+    from streamdit_jax.training.loop import ConfigMismatchError, load_start_params
+    tmp, workdir = trained
+    pipeline = tmp / "Wan2.1-T2V-Diffusers"
+    cfg = load_for_inference(workdir)[0]  # the fine-tune's config: the same model, reading the pipeline's umT5
+    mesh = parallel.make_mesh(parallel.MeshConfig((("data", 1),)), jax.devices()[:1])
+    assert load_start_params(student_export, cfg, mesh, "init_from")  # the export's encoder: accepted
+    other = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, text=dataclasses.replace(cfg.model.text, path=str(pipeline / "vae"))))  # another config.json
+    with pytest.raises(ConfigMismatchError, match="init_from .*is not the t5 encoder .* config.json differs"):
+        load_start_params(student_export, other, mesh, "init_from")

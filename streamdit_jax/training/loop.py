@@ -239,8 +239,16 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     (``partial_init.parameter_differences``; the encoder itself must be the same: ``frozen_encoder_conflict``) and
     its autoencoder ``cfg``'s, because the run starts from (or learns from) these parameters and they predict in that
     autoencoder's latent space. A checkpoint that names no autoencoder (an imported backbone) starts a run on any;
-    a teacher's must match."""
-    source_cfg, _, params = restore.load_for_inference(path, mesh=mesh)
+    a teacher's must match. An export names no encoder directory, only what its encoder is (its text_encoder.json):
+    this run's encoder directory must hold that model."""
+    text = cfg.model.text
+    local = text.path if text.kind != "byte" and text.path and restore.read_text_encoder_record(path) else None
+    try:
+        source_cfg, _, params = restore.load_for_inference(path, mesh=mesh, text_encoder=local)
+    except restore.CheckpointError:
+        raise
+    except ValueError as e:  # with_text_encoder: this run's encoder is another model than the export's
+        raise ConfigMismatchError(f"{role} {path!r}: {e}; the model was trained to read that encoder's states") from e
     if role != "teacher" and cfg.init_fresh:
         if not partial_init.models_differ_only_in_text(cfg.model, source_cfg.model):
             diff = sorted(k for k, v in dataclasses.asdict(cfg.model).items()
