@@ -87,6 +87,16 @@ def resolve_saved_config(saved: Mapping[str, Any], root: str) -> TrainConfig:
     return with_local_autoencoder(cfg, root)
 
 
+# config.json entries that say where or how a copy was saved, not what the model is (and may hold a local path)
+_ENCODER_CONFIG_METADATA = ("transformers_version", "torch_dtype", "dtype")
+
+
+def encoder_identity(config: dict) -> dict:
+    """A text encoder's config.json without its saving metadata ("_name_or_path" and other "_" keys, the
+    transformers version, the stored dtype): what two copies of one model share."""
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in _ENCODER_CONFIG_METADATA}
+
+
 def read_text_encoder_record(root: str) -> dict | None:
     """ROOT/text_encoder.json (see TEXT_ENCODER_RECORD), or None when ROOT has none (a training run, or an export of
     a model whose encoder needs no directory)."""
@@ -95,24 +105,34 @@ def read_text_encoder_record(root: str) -> dict | None:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {root!r}: {path!r} is unreadable: {e}") from e
+    if not isinstance(record, dict) or not isinstance(record.get("config"), (dict, type(None))):
+        raise CheckpointError(f"checkpoint {root!r}: {path!r} does not hold a text-encoder record "
+                              f"({{'kind': ..., 'config': {{...}}}})")
+    return record
 
 
 def _encoder_config(directory: str) -> dict | None:
+    """``encoder_identity`` of DIRECTORY/config.json, or None when it is missing or unreadable."""
     try:
         with open(os.path.join(directory, "config.json")) as f:
-            return json.load(f)
+            config = json.load(f)
     except (OSError, ValueError):
         return None
+    return encoder_identity(config) if isinstance(config, dict) else None
+
+
+class TextEncoderMismatch(ValueError):
+    """A text encoder directory holds another model than the one a checkpoint's record names."""
 
 
 def with_text_encoder(cfg: TrainConfig, root: str, directory: str) -> TrainConfig:
     """``cfg`` reading its frozen text encoder from the local ``directory`` instead of where its config names it (an
     export names none: its config holds no path of the machine that made it). ValueError when the model trains its
-    own (byte) encoder, when ``directory`` holds no encoder config.json, or when it is another model than the one
-    ROOT's record names (config.json differs)."""
+    own (byte) encoder, when ``directory`` holds no encoder config.json, or when its architecture is not the one
+    ROOT's record names (config.json differs beyond saving metadata; the weights are not compared)."""
     text = cfg.model.text
     if text.kind == "byte":
         raise ValueError(f"text_encoder={directory!r}: the model at {root!r} trains its own byte-level text encoder; "
@@ -125,15 +145,15 @@ def with_text_encoder(cfg: TrainConfig, root: str, directory: str) -> TrainConfi
     if record is not None and record.get("config") is not None and record["config"] != theirs:
         ours = record["config"]
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-        raise ValueError(f"text_encoder={directory!r} is not the {text.kind} encoder the model at {root!r} was "
-                         f"trained with: its config.json differs in {differ[:8]}")
+        raise TextEncoderMismatch(f"text_encoder={directory!r} is not the {text.kind} encoder the model at {root!r} "
+                                  f"was trained with: its config.json differs in {differ[:8]}")
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text=dataclasses.replace(text,
                                                                                                   path=directory)))
 
 
 def check_text_encoder_found(cfg: TrainConfig, root: str) -> None:
     """CheckpointError, saying what to pass (TEXT_ENCODER_FLAG), when the frozen text encoder of ROOT's model is not
-    on this machine: a T5-family encoder with no directory (an export, or an import made without one), a directory
+    on this machine: a T5-family encoder with no directory (every export and import names none), a directory
     named by a run made elsewhere, or an export's MiniLM that is not the installed default."""
     text = cfg.model.text
     if text.kind == "byte":
@@ -150,14 +170,20 @@ def check_text_encoder_found(cfg: TrainConfig, root: str) -> None:
                               f"(for Wan2.1: the text_encoder/ folder of its Diffusers download)")
 
 
-def _default_encoder_config(kind: str) -> dict | None:
+def default_encoder_directory(kind: str) -> str:
+    """The installed default of a frozen encoder kind (MiniLM's wheel), or "" when it has none or it is missing."""
     if kind != "minilm":
-        return None
+        return ""
     from streamdit_jax.models.bert import default_minilm_directory
     try:
-        return _encoder_config(default_minilm_directory())
+        return default_minilm_directory()
     except ValueError:  # the wheel is not installed
-        return None
+        return ""
+
+
+def _default_encoder_config(kind: str) -> dict | None:
+    directory = default_encoder_directory(kind)
+    return _encoder_config(directory) if directory else None
 
 
 def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) -> TrainConfig:

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     captions = [json.loads(line)["caption"] for line in open(os.path.join(videos, "captions.jsonl"))]
     pipeline = write_tiny_wan_pipeline(str(tmp / "Wan2.1-T2V-Diffusers"), captions + [PROMPT])  # as downloaded
     run("experiments.import_weights", f"--source={pipeline}/transformer", f"--output={tmp / 'wan'}",
-        "--compute_dtype=float32")
+        "--compute_dtype=float32", f"--text_encoder={pipeline}/text_encoder")
     # the README's commands: umT5's tokenizer is found in the pipeline's tokenizer/ beside text_encoder/
     flags = ["--config=experiments/configs/wan_streamdit.py:tiny", f"--config.data.video_dir={videos}",
              f"--config.autoencoder={pipeline}/vae", f"--config.model.text.path={pipeline}/text_encoder"]
@@ -117,8 +117,16 @@ def test_the_students_export_names_no_local_path_and_restyles_a_real_clip_given_
     for dirpath, _, names in os.walk(export):
         for name in names:
             assert str(tmp).encode() not in open(os.path.join(dirpath, name), "rb").read(), name
+    from streamdit_jax.restore import encoder_identity
+    saved = json.load(open(os.path.join(umt5, "config.json")))  # as transformers wrote it, with its metadata
     record = json.load(open(os.path.join(export, "text_encoder.json")))
-    assert record == {"kind": "t5", "config": json.load(open(os.path.join(umt5, "config.json")))}
+    assert record == {"kind": "t5", "config": encoder_identity(saved)} and "transformers_version" in saved
+    # the import named the same umT5 by the same record (init_from then checked the run's encoder against it), and
+    # an export of the export (to safetensors) passes the record on
+    assert json.load(open(tmp / "wan" / "text_encoder.json")) == record
+    from streamdit_jax.training.export import export_safetensors
+    export_safetensors(export, str(tmp / "student_safetensors"))
+    assert json.load(open(tmp / "student_safetensors" / "text_encoder.json")) == record
     with pytest.raises(CheckpointError, match="frozen t5 text encoder whose files it does not carry.*--text_encoder"):
         load_streamer(export)
     vae = str(tmp / "Wan2.1-T2V-Diffusers" / "vae")  # a directory with a config.json of another model

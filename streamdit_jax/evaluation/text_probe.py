@@ -119,8 +119,9 @@ def word_features(encoder, words: Sequence[str], templates: Sequence[str], batch
 
 def ridge_readout(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, num_classes: int,
                   ridge: float = 0.3) -> np.ndarray:
-    """Predicted class of each row of ``x_test`` by ridge regression onto one-hot targets, fitted on standardised
-    ``x_train`` (statistics of the training rows; ``ridge`` scaled by their count)."""
+    """Predicted class of each row of ``x_test`` by ridge regression onto centred one-hot targets, fitted on
+    standardised ``x_train`` (statistics of the training rows; ``ridge`` scaled by their count). The targets' mean
+    (the class sizes) is left out of the prediction: a word is named by its features, not by the commoner class."""
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     a, b = (x_train - mean) / std, (x_test - mean) / std
     targets = np.eye(num_classes)[y_train]

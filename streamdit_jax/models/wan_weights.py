@@ -354,8 +354,8 @@ def _overlaps(a: str, b: str) -> bool:
 
 def imported_config(source: WanSourceConfig, text_encoder: str = "", attend_text_padding: bool = True,
                     model_overrides: Optional[Mapping[str, Any]] = None):
-    """The TrainConfig an imported checkpoint saves: the Wan model, its umT5 directory ``text_encoder`` (may be
-    empty: set model.text.path later) and no autoencoder of ours (autoencoder_factor 0: Wan's VAE latents come from
+    """The TrainConfig of an imported checkpoint: the Wan model, its umT5 directory ``text_encoder`` (may be
+    empty: set model.text.path later; the import saves no path, only what that encoder is: text_encoder.json) and no autoencoder of ours (autoencoder_factor 0: Wan's VAE latents come from
     outside)."""
     overrides = dict(model_overrides or {})
     model = source.model_config(attend_text_padding=attend_text_padding, **overrides)
@@ -394,6 +394,7 @@ def import_wan(source: str, output: str, *, dtype: str = "float32", text_encoder
         write_safetensors(os.path.join(staging, weights.SAFETENSORS_FILE), entries, info)
         with open(os.path.join(staging, CONFIG_JSON), "w") as f:
             f.write(json.dumps(export.export_config(cfg), indent=1) + "\n")
+        export.write_text_encoder_record(cfg, staging)
         export.seal_export(staging)
         export.publish(staging, output)
     finally:

@@ -64,8 +64,9 @@ def load_streamer(checkpoint: str, *, chunk: Optional[int] = None, steps_per_chu
     do and what the bundled model's scores assume; 0 is the paper's start (Streamer's own default). Raises
     ValueError (CheckpointError for the checkpoint itself) naming the bad value; the arguments' own rules
     (``check_sampling_args``) are checked before the checkpoint is read. ``text_encoder``: a local directory of the
-    model's frozen text encoder (required for an export of a model on a T5-family encoder, whose config names none;
-    checked to be the encoder it was trained with); the encoder is looked for before the weights are read.
+    model's frozen text encoder, required when the checkpoint does not name one on this machine (an export of a
+    model on a T5-family encoder or on a MiniLM other than the installed one: its config names no directory) and
+    checked against the export's record; the encoder is looked for before the weights are read.
     """
     check_sampling_args(chunk=chunk, steps_per_chunk=steps_per_chunk, reference_frames=reference_frames,
                         guidance=guidance, warmup_frames=warmup_frames)

@@ -25,7 +25,8 @@ from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax import reporting, weights
 from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, TEXT_ENCODER_RECORD,
-                                   copy_autoencoder, file_digests, load_for_inference, resolve_saved_config)
+                                   copy_autoencoder, encoder_identity, file_digests, load_for_inference,
+                                   read_text_encoder_record, resolve_saved_config)
 from streamdit_jax.weights import SAFETENSORS_FILE
 
 COMMIT_MARKER = "commit_success.txt"  # orbax writes the absolute path it committed to into these
@@ -58,7 +59,7 @@ def export_for_inference(workdir: str, output: str, dtype: str = "float16", step
         out.save(info["step"], {"ema_params": small}, export_config(cfg), {INFERENCE_EXPORT: info}, force=True)
     finally:
         out.close()
-    _finish_export(cfg, output)
+    _finish_export(cfg, output, workdir)
     return info
 
 
@@ -72,7 +73,7 @@ def export_safetensors(workdir: str, output: str, dtype: str = "float32", step: 
     weights.save(os.path.join(output, SAFETENSORS_FILE), small,
                  {"format": "streamdit_jax", **{k: str(v) for k, v in info.items()}})
     write_text_atomic(os.path.join(output, CONFIG_JSON), json.dumps(export_config(cfg), indent=1) + "\n")
-    _finish_export(cfg, output)
+    _finish_export(cfg, output, workdir)
     return info
 
 
@@ -90,28 +91,36 @@ def _exported_params(workdir: str, dtype: str, step: int | None):
     return cfg, small, info
 
 
-def _finish_export(cfg, output: str) -> None:
+def _finish_export(cfg, output: str, source: str) -> None:
     """The export's own copy of its learned autoencoder, its text encoder's record, then its integrity record."""
     if cfg.autoencoder:
         copy_autoencoder(cfg.autoencoder, output, replace=True)
-    write_text_encoder_record(cfg, output)
+    write_text_encoder_record(cfg, output, source)
     seal_export(output)
 
 
-def write_text_encoder_record(cfg: TrainConfig, root: str) -> None:
-    """ROOT/text_encoder.json (restore.TEXT_ENCODER_RECORD) when the run read a frozen text encoder from a directory,
-    which the export's config does not name: its kind and config.json (None when unreadable), so that a local copy
-    given at load time is checked to be the same model."""
+def write_text_encoder_record(cfg: TrainConfig, root: str, source: str | None = None) -> None:
+    """ROOT/text_encoder.json (restore.TEXT_ENCODER_RECORD) when the model reads a frozen text encoder from a
+    directory, which the export's config does not name: its kind and architecture config (config.json without its
+    metadata, ``restore.encoder_identity``; None when unreadable), so that a local copy given at load time is checked
+    to be the same architecture. A ``source`` that is itself an export passes its record on; otherwise a stale record
+    in ROOT is removed."""
+    path = os.path.join(root, TEXT_ENCODER_RECORD)
     text = cfg.model.text
-    if text.kind == "byte" or not text.path:
+    record = None
+    if text.kind != "byte" and text.path:
+        try:
+            with open(os.path.join(text.path, "config.json")) as f:
+                record = {"kind": text.kind, "config": encoder_identity(json.load(f))}
+        except (OSError, ValueError):
+            record = {"kind": text.kind, "config": None}
+    elif text.kind != "byte" and source:
+        record = read_text_encoder_record(source)
+    if record is None:
+        if os.path.isfile(path):
+            os.remove(path)
         return
-    try:
-        with open(os.path.join(text.path, "config.json")) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = None
-    write_text_atomic(os.path.join(root, TEXT_ENCODER_RECORD), json.dumps({"kind": text.kind, "config": config},
-                                                                          indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def seal_export(root: str) -> None:
@@ -139,7 +148,7 @@ def make_portable(root: str) -> None:
             info = dict(data[INFERENCE_EXPORT])
             info["source"] = os.path.basename(os.path.normpath(info.get("source", "")))
             write_text_atomic(os.path.join(step_dir, "config", "metadata"), json.dumps(export_config(cfg)))
-            write_text_encoder_record(cfg, root)
+            write_text_encoder_record(cfg, root, root)
             write_text_atomic(os.path.join(step_dir, "data", "metadata"), json.dumps({**data, INFERENCE_EXPORT: info}))
     finally:
         ckpt.close()

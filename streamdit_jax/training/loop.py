@@ -242,12 +242,13 @@ def load_start_params(path: str, cfg: TrainConfig, mesh, role: str):
     a teacher's must match. An export names no encoder directory, only what its encoder is (its text_encoder.json):
     this run's encoder directory must hold that model."""
     text = cfg.model.text
-    local = text.path if text.kind != "byte" and text.path and restore.read_text_encoder_record(path) else None
+    # this run's encoder directory (the installed MiniLM when the config names none), checked against the record
+    local = None
+    if text.kind != "byte" and restore.read_text_encoder_record(path) is not None:
+        local = text.path or (restore.default_encoder_directory(text.kind) or None)
     try:
         source_cfg, _, params = restore.load_for_inference(path, mesh=mesh, text_encoder=local)
-    except restore.CheckpointError:
-        raise
-    except ValueError as e:  # with_text_encoder: this run's encoder is another model than the export's
+    except restore.TextEncoderMismatch as e:
         raise ConfigMismatchError(f"{role} {path!r}: {e}; the model was trained to read that encoder's states") from e
     if role != "teacher" and cfg.init_fresh:
         if not partial_init.models_differ_only_in_text(cfg.model, source_cfg.model):

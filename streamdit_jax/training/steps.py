@@ -74,9 +74,8 @@ def batch_text(model, batch: dict, rng, rate: float, text_params=None):
     On the fly: ``batch["tokens"]`` through the model's text encoder: a trainable one inside the model
     (``model.encode_text``; gradients reach it), a frozen one with ``text_params`` (its weights; no gradient).
     Precomputed (a frozen encoder run once over the captions): ``batch["text"]`` and ``batch["text_mask"]``,
-    with the null prompt's embeddings ``batch["null_text"]`` [p, L, D] / ``batch["null_text_mask"]`` [p, L] (p >= 1
-    equal rows, one per process) when
-    ``rate`` > 0. Both draw the same drop decisions from the same key."""
+    with the null prompt's embeddings ``batch["null_text"]`` [1, L, D] / ``batch["null_text_mask"]`` [1, L] (the
+    same on every process, replicated: ``loop.SHARED_BATCH_KEYS``) when ``rate`` > 0. Both draw the same drop decisions from the same key."""
     if "tokens" in batch:
         encoder = text_encoder_of(model.cfg)
         tokens = batch["tokens"]
@@ -96,7 +95,7 @@ def batch_text(model, batch: dict, rng, rate: float, text_params=None):
     text, mask = batch["text"], batch["text_mask"]
     if rate > 0:
         drop = jax.random.bernoulli(rng, rate, (text.shape[0], 1))
-        # [:1]: every process's batch carries the same null row, so a global batch holds one per process
+        # [:1]: one null row (a batch built by other code may carry more, all equal)
         text = jnp.where(drop[..., None], batch["null_text"][:1].astype(text.dtype), text)
         mask = jnp.where(drop, batch["null_text_mask"][:1].astype(mask.dtype), mask)
     return text, mask
