@@ -91,7 +91,7 @@ def resolve_saved_config(saved: Mapping[str, Any], root: str) -> TrainConfig:
 _ENCODER_CONFIG_METADATA = ("transformers_version", "torch_dtype", "dtype")
 
 
-def encoder_identity(config: dict) -> dict:
+def encoder_architecture(config: dict) -> dict:
     """A text encoder's config.json without its saving metadata ("_name_or_path" and other "_" keys, the
     transformers version, the stored dtype): what two copies of one model share."""
     return {k: v for k, v in config.items() if not k.startswith("_") and k not in _ENCODER_CONFIG_METADATA}
@@ -114,14 +114,14 @@ def read_text_encoder_record(root: str) -> dict | None:
     return record
 
 
-def _encoder_config(directory: str) -> dict | None:
-    """``encoder_identity`` of DIRECTORY/config.json, or None when it is missing or unreadable."""
+def read_encoder_architecture(directory: str) -> dict | None:
+    """``encoder_architecture`` of DIRECTORY/config.json, or None when it is missing or unreadable."""
     try:
         with open(os.path.join(directory, "config.json")) as f:
             config = json.load(f)
     except (OSError, ValueError):
         return None
-    return encoder_identity(config) if isinstance(config, dict) else None
+    return encoder_architecture(config) if isinstance(config, dict) else None
 
 
 class TextEncoderMismatch(ValueError):
@@ -137,7 +137,7 @@ def with_text_encoder(cfg: TrainConfig, root: str, directory: str) -> TrainConfi
     if text.kind == "byte":
         raise ValueError(f"text_encoder={directory!r}: the model at {root!r} trains its own byte-level text encoder; "
                          f"only a frozen one (minilm, t5) is read from a directory")
-    theirs = _encoder_config(directory)
+    theirs = read_encoder_architecture(directory)
     if theirs is None:
         raise ValueError(f"text_encoder={directory!r} is not a text encoder's directory: it has no readable "
                          f"config.json")
@@ -183,7 +183,7 @@ def default_encoder_directory(kind: str) -> str:
 
 def _default_encoder_config(kind: str) -> dict | None:
     directory = default_encoder_directory(kind)
-    return _encoder_config(directory) if directory else None
+    return read_encoder_architecture(directory) if directory else None
 
 
 def with_local_autoencoder(cfg: TrainConfig, workdir: str, stage: bool = False) -> TrainConfig:

@@ -25,7 +25,7 @@ from streamdit_jax.fileio import write_text_atomic
 from streamdit_jax.configs import TrainConfig
 from streamdit_jax import reporting, weights
 from streamdit_jax.restore import (AUTOENCODER_DIR, CONFIG_JSON, INFERENCE_EXPORT, INTEGRITY_FILE, TEXT_ENCODER_RECORD,
-                                   copy_autoencoder, encoder_identity, file_digests, load_for_inference,
+                                   copy_autoencoder, file_digests, load_for_inference, read_encoder_architecture,
                                    read_text_encoder_record, resolve_saved_config)
 from streamdit_jax.weights import SAFETENSORS_FILE
 
@@ -102,18 +102,14 @@ def _finish_export(cfg, output: str, source: str) -> None:
 def write_text_encoder_record(cfg: TrainConfig, root: str, source: str | None = None) -> None:
     """ROOT/text_encoder.json (restore.TEXT_ENCODER_RECORD) when the model reads a frozen text encoder from a
     directory, which the export's config does not name: its kind and architecture config (config.json without its
-    metadata, ``restore.encoder_identity``; None when unreadable), so that a local copy given at load time is checked
+    metadata, ``restore.read_encoder_architecture``; None when unreadable), so that a local copy given at load time is checked
     to be the same architecture. A ``source`` that is itself an export passes its record on; otherwise a stale record
     in ROOT is removed."""
     path = os.path.join(root, TEXT_ENCODER_RECORD)
     text = cfg.model.text
     record = None
     if text.kind != "byte" and text.path:
-        try:
-            with open(os.path.join(text.path, "config.json")) as f:
-                record = {"kind": text.kind, "config": encoder_identity(json.load(f))}
-        except (OSError, ValueError):
-            record = {"kind": text.kind, "config": None}
+        record = {"kind": text.kind, "config": read_encoder_architecture(text.path)}
     elif text.kind != "byte" and source:
         record = read_text_encoder_record(source)
     if record is None:
